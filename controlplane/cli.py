@@ -1,0 +1,102 @@
+"""`python -m controlplane <command>`: the commands behind the Makefile.
+
+    up        start the cluster (PROVIDER=local: Ray head + CPU group + GPU group + S3 server)
+    down      stop exactly what `up` started
+    status    nodes, groups, the S3 endpoint
+    submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.train --config ...
+    evaluate  submit jobs.evaluate and fetch its video into results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+from controlplane.errors import ClusterError
+from controlplane.state import REPO_ROOT, StateDir, default_state_dir
+from jobs.common.errors import exits_cleanly
+
+PROVIDERS = ("local", "kuberay", "vm")
+
+
+def provider_for(args: argparse.Namespace):
+    if args.provider != "local":
+        raise ClusterError(
+            f"provider '{args.provider}' is not available in this version; "
+            "PROVIDER=local is (a Ray cluster and an S3 server on this machine)"
+        )
+    from controlplane.local.provider import LocalProvider
+
+    return LocalProvider(StateDir(args.state_dir), dashboard_port=args.dashboard_port)
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m controlplane", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provider", default=os.environ.get("PROVIDER") or "local", choices=PROVIDERS)
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                        help="the cluster's state folder (default .cluster, or $CLUSTER_STATE_DIR)")
+    parser.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8265),
+                        help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start the cluster")
+    commands.add_parser("down", help="stop the cluster")
+    commands.add_parser("status", help="show nodes, groups and S3")
+    submit = commands.add_parser("submit", help="check, then `ray job submit` an entrypoint")
+    submit.add_argument("--no-wait", action="store_true", help="return once submitted")
+    submit.add_argument("entrypoint", nargs=argparse.REMAINDER, help="-- python -m jobs.train --config ...")
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the cluster; fetch its video")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="s3://... checkpoint URI")
+    source.add_argument("--config", help="experiment YAML: its latest checkpoint")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "evaluations")
+    args = parser.parse_args(argv)
+    if args.command == "submit":
+        args.entrypoint = args.entrypoint[1:] if args.entrypoint[:1] == ["--"] else args.entrypoint
+        if not args.entrypoint:
+            parser.error("submit needs an entrypoint: submit -- python -m jobs.train --config FILE")
+    return args
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from controlplane.submit import submit
+    from jobs.common import storage
+
+    entrypoint = ["python", "-m", "jobs.evaluate", "--episodes", str(args.episodes)]
+    entrypoint += ["--checkpoint", args.checkpoint] if args.checkpoint else ["--config", args.config]
+    output: list[str] = []
+    status = submit(StateDir(args.state_dir), entrypoint, capture=output)
+    if status != 0:
+        return status
+    found = [m for line in output if (m := re.search(r"^mean_return: .* video: (\S+)$", line))]
+    if not found:
+        raise ClusterError("the evaluation job finished without a `video:` line; see `ray job logs`")
+    video_uri = found[-1].group(1)
+    # .../<experiment>/evaluations/<checkpoint>/episode-0.gif -> results/evaluations/<experiment>/<checkpoint>/
+    parts = video_uri.rstrip("/").split("/")
+    local = args.output_dir / parts[-4] / parts[-2] / parts[-1]
+    storage.download_file(video_uri, local)
+    storage.download_file(video_uri.rsplit("/", 1)[0] + "/result.json", local.with_name("result.json"))
+    print(f"video (local copy): {os.path.relpath(local)}", flush=True)
+    return 0
+
+
+@exits_cleanly
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.command == "submit":
+        from controlplane.submit import submit
+
+        return submit(StateDir(args.state_dir), args.entrypoint, wait=not args.no_wait)
+    if args.command == "evaluate":
+        return evaluate(args)
+    provider = provider_for(args)
+    return {"up": provider.up, "down": provider.down, "status": provider.status}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

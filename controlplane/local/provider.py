@@ -1,0 +1,329 @@
+"""`up`, `down` and `status` for the local provider.
+
+`up` starts the S3 server and the Ray head together, then the worker nodes
+together (each `ray start` takes seconds), waits until every node is alive
+and the bucket answers, and writes the client env file. What it starts is
+recorded in state.json as soon as it is started, so `down` can always stop
+it, and a failed `up` stops what it had started before it reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from controlplane import processes
+from controlplane.errors import ClusterError
+from controlplane.local import raynodes, s3server
+from controlplane.local.groups import NodeGroup, group_of, local_groups
+from controlplane.ports import free_ports, port_in_use, wait_for_port
+from controlplane.state import StateDir
+from jobs.common.placement import HEAD_GROUP
+
+DEFAULT_BUCKET = "rl-checkpoints"
+STORAGE_PREFIX = "experiments"
+S3_REGION = "us-east-1"
+NODE_TIMEOUT_S = 120.0
+
+# Variables of the caller's environment that must not leak into the servers:
+# a sourced env file of another cluster would point them elsewhere.
+_SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "AWS_PROFILE", "AWS_SESSION_TOKEN")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, state_dir: StateDir, dashboard_port: int = 8265, bucket: str = DEFAULT_BUCKET):
+        self.state_dir = state_dir
+        self.dashboard_port = dashboard_port
+        self.bucket = bucket
+        # This process talks to the cluster too (the state API): same token.
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(state_dir.ensure_auth_token())
+
+    # ------------------------------------------------------------------ up
+
+    def up(self) -> int:
+        state = self.state_dir.load()
+        if state:
+            health = self._health(state)
+            if all(health.values()):
+                _say(f"already up: {state['dashboard_url']} ({len(health) - 1} Ray nodes, S3 at {state['s3_endpoint']})")
+                self._print_usage()
+                return 0
+            if health.get("s3") and health.get(HEAD_GROUP):
+                return self._repair(state, health)
+            _say("the previous cluster is partly down (" + ", ".join(k for k, ok in health.items() if not ok)
+                 + " gone): stopping what is left and starting afresh")
+            self.down(quiet=True)
+
+        if port_in_use(self.dashboard_port):
+            raise ClusterError(
+                f"port {self.dashboard_port} on 127.0.0.1 is already in use (another Ray dashboard?); "
+                f"pick another with DASHBOARD_PORT=<port> (make cluster-up DASHBOARD_PORT=8266)"
+            )
+        started = time.monotonic()
+        state = self._new_state()
+        self.state_dir.save(state)
+        try:
+            self._start_all(state)
+        except BaseException:
+            _say("cluster-up failed: stopping what it started")
+            self.down(quiet=True)
+            raise
+        self._write_env(state)
+        _say(f"cluster up in {time.monotonic() - started:.1f}s")
+        self.status()
+        self._print_usage()
+        return 0
+
+    def _new_state(self) -> dict[str, Any]:
+        gcs_port, client_port = free_ports(2)
+        temp_dir = Path(tempfile.mkdtemp(prefix="rl-ray-"))
+        link = self.state_dir.ray_link
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(temp_dir)
+        s3_ports = s3server.allocate_ports()
+        return {
+            "provider": self.name,
+            "cluster_id": uuid.uuid4().hex,
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "dashboard_url": f"http://127.0.0.1:{self.dashboard_port}",
+            "dashboard_port": self.dashboard_port,
+            "gcs_port": gcs_port,
+            "client_server_port": client_port,
+            "ray_temp_dir": str(temp_dir),
+            "s3_ports": s3_ports,
+            "s3_endpoint": f"http://127.0.0.1:{s3_ports['s3.port']}",
+            "bucket": self.bucket,
+            "storage_uri": f"s3://{self.bucket}/{STORAGE_PREFIX}",
+            "pids": {},
+        }
+
+    def server_env(self, state: dict[str, Any]) -> dict[str, str]:
+        """The environment every server starts with (and Ray jobs inherit).
+
+        S3 keys reach jobs this way, as a Kubernetes Secret would, never
+        through a job's runtime_env.
+        """
+        credentials = self.state_dir.s3_credentials()
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_")}
+        env.update({
+            processes.MARKER_VAR: state["cluster_id"],
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "AWS_ENDPOINT_URL": state["s3_endpoint"],
+            "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
+            "AWS_REGION": S3_REGION,
+            "RL_BUCKET": state["bucket"],
+            "RL_STORAGE_URI": state["storage_uri"],
+            "PYTHONUNBUFFERED": "1",
+            # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
+            "RAY_raylet_start_wait_time_s": "120",
+            # Job entrypoints say `python`: make it this environment's, as an image's would be.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        })
+        return env
+
+    def _start_node(self, state: dict[str, Any], group: NodeGroup, env: dict[str, str]) -> int:
+        head = group.name == HEAD_GROUP
+        cmd = raynodes.node_command(
+            group,
+            temp_dir=Path(state["ray_temp_dir"]),
+            gcs_port=state["gcs_port"],
+            dashboard_port=state["dashboard_port"] if head else None,
+            client_server_port=state["client_server_port"] if head else None,
+        )
+        pid = processes.start_in_own_session(cmd, env, self.state_dir.logs / f"{group.name}.log")
+        state["pids"][group.name] = pid
+        self.state_dir.save(state)
+        return pid
+
+    def _start_s3(self, state: dict[str, Any], env: dict[str, str]) -> int:
+        self.state_dir.s3_data.mkdir(parents=True, exist_ok=True)
+        cmd = s3server.command(self.state_dir.s3_data, state["bucket"], state["s3_ports"])
+        pid = processes.start_in_own_session(cmd, env, self.state_dir.logs / "s3.log", cwd=self.state_dir.root)
+        state["pids"]["s3"] = pid
+        self.state_dir.save(state)
+        return pid
+
+    def _start_all(self, state: dict[str, Any]) -> None:
+        env = self.server_env(state)
+        groups = local_groups()
+        head, workers = groups[0], groups[1:]
+        _say(f"starting S3 server (SeaweedFS) and Ray head on 127.0.0.1 (dashboard :{state['dashboard_port']})")
+        self._start_s3(state, env)
+        self._start_node(state, head, env)
+        if not wait_for_port(state["gcs_port"], NODE_TIMEOUT_S):
+            raise ClusterError(self._died_message(HEAD_GROUP, "the GCS port never opened"))
+        _say("starting worker nodes: " + ", ".join(g.name for g in workers))
+        for group in workers:
+            self._start_node(state, group, env)
+        credentials = self.state_dir.s3_credentials()
+        try:
+            s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], credentials)
+        except TimeoutError as err:
+            raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
+        self._wait_for_nodes(state, expected=len(groups))
+
+    def _wait_for_nodes(self, state: dict[str, Any], expected: int) -> None:
+        deadline = time.monotonic() + NODE_TIMEOUT_S
+        alive: list[dict] = []
+        while time.monotonic() < deadline:
+            for name, pid in state["pids"].items():
+                if not processes.is_alive(pid):
+                    raise ClusterError(self._died_message(name, "it exited during start-up"))
+            try:
+                alive = [n for n in list_nodes(state) if n["state"] == "ALIVE"]
+            except Exception:  # the dashboard is still starting
+                alive = []
+            if len(alive) >= expected:
+                return
+            time.sleep(0.5)
+        raise ClusterError(
+            f"only {len(alive)} of {expected} Ray nodes came up within {NODE_TIMEOUT_S:.0f}s; "
+            f"see the logs in {self.state_dir.logs}"
+        )
+
+    def _died_message(self, name: str, what: str) -> str:
+        log = self.state_dir.logs / (f"{name}.log")
+        tail = ""
+        if log.exists():
+            tail = "\n  " + "\n  ".join(log.read_text(errors="replace").strip().splitlines()[-8:])
+        return f"{name} failed to start: {what}; log {log}:{tail}"
+
+    def _repair(self, state: dict[str, Any], health: dict[str, bool]) -> int:
+        missing = [name for name, ok in health.items() if not ok]
+        _say(f"repairing: restarting {', '.join(missing)}")
+        env = self.server_env(state)
+        for group in local_groups():
+            if group.name in missing:
+                self._start_node(state, group, env)
+        self._wait_for_nodes(state, expected=len(local_groups()))
+        self._write_env(state)
+        _say(f"repaired: {', '.join(missing)} back")
+        self.status()
+        return 0
+
+    def _health(self, state: dict[str, Any]) -> dict[str, bool]:
+        names = ["s3", *(g.name for g in local_groups())]
+        pids = state.get("pids", {})
+        return {name: bool(pids.get(name)) and processes.is_alive(pids[name]) for name in names}
+
+    # ------------------------------------------------------------------ env
+
+    def _write_env(self, state: dict[str, Any]) -> None:
+        env = self.server_env(state)
+        variables = {
+            "RAY_ADDRESS": state["dashboard_url"],
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": env["RAY_AUTH_TOKEN_PATH"],
+            "AWS_ENDPOINT_URL": state["s3_endpoint"],
+            "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+            "AWS_REGION": S3_REGION,
+            "RL_BUCKET": state["bucket"],
+            "RL_STORAGE_URI": state["storage_uri"],
+            "CLUSTER_STATE_DIR": str(self.state_dir.root),
+        }
+        header = (
+            f"Client settings for the local Ray cluster (written by `make cluster-up`, {state['started_at']}).\n"
+            "Use: source .cluster/env   then plain `ray job submit`, `ray job list`, boto3 or the AWS CLI work.\n"
+            "The Ray token itself is not in this file: Ray reads it from RAY_AUTH_TOKEN_PATH.\n"
+            "Holds the local S3 server's keys: keep it private (mode 0600, git-ignored)."
+        )
+        self.state_dir.write_env(variables, header)
+
+    def _print_usage(self) -> None:
+        env_file = self.state_dir.env_file
+        shown = os.path.relpath(env_file) if not os.path.relpath(env_file).startswith("..") else str(env_file)
+        _say(f"client settings: {shown}  (use: source {shown})")
+
+    # ------------------------------------------------------------------ down
+
+    def down(self, quiet: bool = False) -> int:
+        state = self.state_dir.load()
+        if not state:
+            if not quiet:
+                _say("nothing to stop: no cluster is recorded in " + str(self.state_dir.root))
+            return 0
+        pids = state.get("pids", {})
+        # Workers first, then the head, then the S3 server, all within one grace period.
+        processes.stop_groups(pids.values())
+        leftovers = processes.processes_with_marker(state["cluster_id"])
+        if leftovers:
+            processes.kill_pids(leftovers)
+        temp_dir = state.get("ray_temp_dir")
+        if temp_dir and Path(temp_dir).name.startswith("rl-ray-"):
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        link = self.state_dir.ray_link
+        if link.is_symlink():
+            link.unlink()
+        self.state_dir.clear()
+        remaining = processes.processes_with_marker(state["cluster_id"])
+        if remaining:
+            raise ClusterError(f"processes of this cluster are still running after SIGKILL: {remaining}")
+        if not quiet:
+            _say(f"stopped: {', '.join(pids)} ({len(pids) + len(leftovers)} process groups); "
+                 f"S3 data kept in {self.state_dir.s3_data}")
+        return 0
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> int:
+        state = self.state_dir.load()
+        if not state:
+            raise ClusterError("no local cluster is up (nothing recorded in " f"{self.state_dir.root}); run `make cluster-up`")
+        health = self._health(state)
+        _say(f"provider: local   started: {state['started_at']}")
+        _say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
+        _say(f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
+             f"server: {'running' if health['s3'] else 'DOWN'}")
+        try:
+            nodes = list_nodes(state)
+        except Exception as err:  # noqa: BLE001 - shown to the user as is
+            _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
+            return 1
+        rows = [("GROUP", "STATE", "CPUS", "GPUS", "NODE ID")]
+        for node in sorted(nodes, key=lambda n: (n["group"], n["node_id"])):
+            rows.append((node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12]))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            _say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        down = [name for name, ok in health.items() if not ok]
+        if down:
+            _say(f"DOWN: {', '.join(down)} (run `make cluster-up` to repair)")
+            return 1
+        return 0
+
+
+def list_nodes(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Nodes as the Ray state API reports them, with their group."""
+    from ray.util.state import list_nodes as ray_list_nodes
+
+    nodes = []
+    for node in ray_list_nodes(address=state["dashboard_url"], detail=True, raise_on_missing_output=False):
+        resources = dict(node.resources_total or {})
+        nodes.append({
+            "node_id": node.node_id,
+            "state": node.state,
+            "group": group_of(resources),
+            "cpus": resources.get("CPU", 0.0),
+            "gpus": resources.get("GPU", 0.0),
+        })
+    return nodes

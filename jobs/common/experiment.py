@@ -1,0 +1,413 @@
+"""Experiment files: YAML in, a validated `Experiment` out.
+
+An experiment file names the run (its S3 prefix and resume key), the
+environment, the PPO knobs and when to stop. The layout follows Ray 2.60's
+`AlgorithmConfig` sections (env_runners, learners, training, model), and the
+key names of the old RLlib tutorials (`num_workers`, `num_gpus`,
+`sgd_minibatch_size`, `episode_reward_mean`, ...) are accepted too: each is
+mapped to its Ray 2.60 name with a one-line note.
+
+Every problem is reported as a `UserError` naming the field, the value and
+what would be accepted, before anything is built, submitted or written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jobs.common.errors import UserError
+from jobs.common.storage import validate_storage_uri
+
+# --------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (with a close-match suggestion), never ignored.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EnvRunners(_Section):
+    """Sampling: `AlgorithmConfig.env_runners(...)`."""
+
+    num_env_runners: int = Field(1, ge=0, le=4096)
+    num_envs_per_env_runner: int = Field(1, ge=1, le=4096)
+    rollout_fragment_length: Union[int, Literal["auto"]] = "auto"
+    num_cpus_per_env_runner: int = Field(1, ge=1, le=256)
+
+    @field_validator("rollout_fragment_length")
+    @classmethod
+    def _positive_fragment(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'auto' or an integer >= 1")
+        return value
+
+
+class Learners(_Section):
+    """Learning: `num_gpus` is the one knob. N > 0 means N remote learners with
+    one GPU each; 0 means `num_learners` remote CPU learners."""
+
+    num_gpus: int = Field(0, ge=0, le=1024)
+    num_learners: int = Field(1, ge=1, le=1024)
+
+
+class Training(_Section):
+    """PPO's `training(...)` arguments (Ray 2.60 names). A key left out keeps
+    Ray's own default; `--dry-run` shows the resolved value."""
+
+    gamma: Optional[float] = Field(None, gt=0.0, le=1.0)
+    lr: Optional[float] = Field(None, gt=0.0, le=1.0)
+    lambda_: Optional[float] = Field(None, alias="lambda", ge=0.0, le=1.0)
+    # Total samples per update, over all learners (Ray: *_per_learner = total / learners).
+    train_batch_size: Optional[int] = Field(None, ge=1)
+    minibatch_size: Optional[int] = Field(None, ge=1)
+    num_epochs: Optional[int] = Field(None, ge=1, le=1000)
+    clip_param: Optional[float] = Field(None, gt=0.0)
+    vf_clip_param: Optional[float] = Field(None, gt=0.0)
+    vf_loss_coeff: Optional[float] = Field(None, ge=0.0)
+    entropy_coeff: Optional[float] = Field(None, ge=0.0)
+    use_kl_loss: Optional[bool] = None
+    kl_coeff: Optional[float] = Field(None, ge=0.0)
+    kl_target: Optional[float] = Field(None, gt=0.0)
+    grad_clip: Optional[float] = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _minibatch_fits(self):
+        if self.minibatch_size and self.train_batch_size and self.minibatch_size > self.train_batch_size:
+            raise ValueError(
+                f"minibatch_size ({self.minibatch_size}) must not exceed "
+                f"train_batch_size ({self.train_batch_size})"
+            )
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """Only the keys the experiment set, by their Python (Ray) names."""
+        return self.model_dump(exclude_none=True, by_alias=False)
+
+
+ACTIVATIONS = ("tanh", "relu", "linear", "swish", "silu", "elu")
+
+
+class Model(_Section):
+    """`DefaultModelConfig` fields. `vf_share_layers` is always set explicitly:
+    DefaultModelConfig's default (True) differs from PPO's own (False)."""
+
+    fcnet_hiddens: list[int] = Field(default_factory=lambda: [256, 256], min_length=1, max_length=16)
+    fcnet_activation: Literal[ACTIVATIONS] = "tanh"  # type: ignore[valid-type]
+    vf_share_layers: bool = False
+
+    @field_validator("fcnet_hiddens")
+    @classmethod
+    def _positive_layers(cls, value):
+        if any(width < 1 or width > 65536 for width in value):
+            raise ValueError("every layer width must be an integer in [1, 65536]")
+        return value
+
+
+class Stop(_Section):
+    """Stop at whichever comes first. At least one must be set."""
+
+    episode_return_mean: Optional[float] = None
+    env_steps: Optional[int] = Field(None, ge=1)
+    time_s: Optional[float] = Field(None, gt=0.0)
+    iterations: Optional[int] = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _at_least_one(self):
+        if all(v is None for v in (self.episode_return_mean, self.env_steps, self.time_s, self.iterations)):
+            raise ValueError(
+                "no stop criterion: set at least one of episode_return_mean, env_steps, time_s, iterations"
+            )
+        return self
+
+
+class Checkpoint(_Section):
+    every_n_iterations: int = Field(10, ge=1)
+    at_end: bool = True
+
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class Experiment(_Section):
+    name: str = Field(pattern=NAME_PATTERN)
+    algorithm: Literal["PPO"] = "PPO"
+    env: str
+    env_config: dict[str, Any] = Field(default_factory=dict)
+    seed: Optional[int] = Field(0, ge=0)
+    # s3://bucket/prefix or a local directory; None: $RL_STORAGE_URI.
+    storage: Optional[str] = None
+    # Episodes averaged into episode_return_mean (RLlib's default is 100).
+    metrics_smoothing_episodes: int = Field(100, ge=1, le=10000)
+    env_runners: EnvRunners = Field(default_factory=EnvRunners)
+    learners: Learners = Field(default_factory=Learners)
+    training: Training = Field(default_factory=Training)
+    model: Model = Field(default_factory=Model)
+    stop: Stop
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_uri(cls, value):
+        if value is not None:
+            validate_storage_uri(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _registered_env(cls, value):
+        check_env_registered(value)
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------
+# The tutorials' key names, and where Ray 2.60 keeps them
+# --------------------------------------------------------------------------
+
+# (old path) -> (new path). Paths are tuples of keys from the file's top level.
+LEGACY_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("num_workers",): ("env_runners", "num_env_runners"),
+    ("num_rollout_workers",): ("env_runners", "num_env_runners"),
+    ("num_envs_per_worker",): ("env_runners", "num_envs_per_env_runner"),
+    ("rollout_fragment_length",): ("env_runners", "rollout_fragment_length"),
+    ("num_cpus_per_worker",): ("env_runners", "num_cpus_per_env_runner"),
+    ("num_gpus",): ("learners", "num_gpus"),
+    ("num_learners",): ("learners", "num_learners"),
+    ("lr",): ("training", "lr"),
+    ("gamma",): ("training", "gamma"),
+    ("lambda",): ("training", "lambda"),
+    ("train_batch_size",): ("training", "train_batch_size"),
+    ("sgd_minibatch_size",): ("training", "minibatch_size"),
+    ("minibatch_size",): ("training", "minibatch_size"),
+    ("num_sgd_iter",): ("training", "num_epochs"),
+    ("num_epochs",): ("training", "num_epochs"),
+    ("clip_param",): ("training", "clip_param"),
+    ("vf_clip_param",): ("training", "vf_clip_param"),
+    ("vf_loss_coeff",): ("training", "vf_loss_coeff"),
+    ("entropy_coeff",): ("training", "entropy_coeff"),
+    ("kl_coeff",): ("training", "kl_coeff"),
+    ("kl_target",): ("training", "kl_target"),
+    ("grad_clip",): ("training", "grad_clip"),
+    ("training", "sgd_minibatch_size"): ("training", "minibatch_size"),
+    ("training", "num_sgd_iter"): ("training", "num_epochs"),
+    ("env_runners", "num_workers"): ("env_runners", "num_env_runners"),
+    ("env_runners", "num_envs_per_worker"): ("env_runners", "num_envs_per_env_runner"),
+    ("stop", "episode_reward_mean"): ("stop", "episode_return_mean"),
+    ("stop", "env_runners/episode_return_mean"): ("stop", "episode_return_mean"),
+    ("stop", "timesteps_total"): ("stop", "env_steps"),
+    ("stop", "num_env_steps_sampled_lifetime"): ("stop", "env_steps"),
+    ("stop", "time_total_s"): ("stop", "time_s"),
+    ("stop", "training_iteration"): ("stop", "iterations"),
+    ("checkpoint_freq",): ("checkpoint", "every_n_iterations"),
+    ("checkpoint_at_end",): ("checkpoint", "at_end"),
+    ("checkpoint", "checkpoint_frequency"): ("checkpoint", "every_n_iterations"),
+    ("checkpoint", "checkpoint_at_end"): ("checkpoint", "at_end"),
+}
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def map_legacy_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Move tutorial-style keys to their Ray 2.60 place. Returns (mapped, notes).
+
+    Giving both the old and the new key with different values is an error.
+    """
+    mapped = _deep_copy(raw)
+    notes: list[str] = []
+    for old, new in LEGACY_KEYS.items():
+        parent = _get_parent(mapped, old)
+        if parent is None or old[-1] not in parent:
+            continue
+        value = parent.pop(old[-1])
+        target_parent = mapped
+        for key in new[:-1]:
+            existing = target_parent.get(key)
+            if existing is None:
+                existing = target_parent[key] = {}
+            if not isinstance(existing, dict):
+                raise UserError(f"'{_dotted(new[:-1])}' must be a mapping, got {existing!r}")
+            target_parent = existing
+        if new[-1] in target_parent and target_parent[new[-1]] != value:
+            raise UserError(
+                f"'{_dotted(old)}' ({value!r}) and '{_dotted(new)}' ({target_parent[new[-1]]!r}) "
+                f"set the same thing to different values: keep only '{_dotted(new)}'"
+            )
+        target_parent[new[-1]] = value
+        if old[-1] != new[-1] or old[:-1] != new[:-1]:
+            notes.append(f"note: '{_dotted(old)}' is now '{_dotted(new)}' (Ray 2.60); mapped")
+    return mapped, notes
+
+
+def _get_parent(data: dict[str, Any], path: tuple[str, ...]) -> Optional[dict[str, Any]]:
+    node: Any = data
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node if isinstance(node, dict) else None
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+# --------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------
+
+
+def check_env_registered(env_id: str) -> None:
+    """Gymnasium must know the environment; suggest the closest ids if not."""
+    import gymnasium
+
+    if env_id in gymnasium.registry:
+        return
+    try:
+        gymnasium.spec(env_id)  # resolves namespaces and versions the way gym.make does
+        return
+    except Exception:
+        pass
+    close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"not a registered Gymnasium environment{hint} (e.g. 'CartPole-v1')")
+
+
+# --------------------------------------------------------------------------
+# Loading, overrides and error messages
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedExperiment:
+    experiment: Experiment
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> LoadedExperiment:
+    """Read, map legacy keys, apply `key.path=value` overrides and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"experiment file '{path}' does not exist (try jobs/experiments/ppo-cartpole.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise UserError(f"experiment file '{path}' is not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"experiment file '{path}' must be a YAML mapping (name: ..., env: ..., stop: ...), "
+            f"got {type(raw).__name__}"
+        )
+    return parse_experiment(raw, source=str(path), overrides=overrides)
+
+
+def parse_experiment(raw: dict[str, Any], source: str = "<experiment>", overrides: list[str] | None = None) -> LoadedExperiment:
+    data = _deep_copy(raw)
+    for override in overrides or []:
+        apply_override(data, override)
+    mapped, notes = map_legacy_keys(data)
+    try:
+        experiment = Experiment.model_validate(mapped)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, source)) from None
+    return LoadedExperiment(experiment=experiment, source=source, notes=notes)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """`training.lr=0.001` sets data['training']['lr'] = 0.001 (value parsed as YAML)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w/]*(\.[A-Za-z_][\w/]*)*", key):
+        raise UserError(f"override '{override}' must look like KEY=VALUE, e.g. training.lr=0.001")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"override '{override}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    model: type[BaseModel] = Experiment
+    for part in loc:
+        info = model.model_fields.get(part) if isinstance(part, str) else None
+        if info is None:
+            # by alias
+            info = next((f for f in model.model_fields.values() if f.alias == part), None)
+        if info is None:
+            return None
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for problem in err.errors():
+        loc = tuple(str(p) for p in problem["loc"])
+        where = ".".join(loc) or "(top level)"
+        kind = problem["type"]
+        value = problem.get("input")
+        if kind == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            accepted = _field_names(parent) if parent else []
+            legacy = [old[-1] for old in LEGACY_KEYS if old[:-1] == loc[:-1]]
+            close = difflib.get_close_matches(loc[-1], accepted + legacy, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            section = f"under '{'.'.join(loc[:-1])}'" if loc[:-1] else "at the top level"
+            lines.append(f"unknown key '{where}'{hint}; accepted {section}: {', '.join(accepted)}")
+        elif kind == "missing":
+            lines.append(f"'{where}' is required")
+        elif kind == "literal_error":
+            expected = problem.get("ctx", {}).get("expected", "")
+            lines.append(f"'{where}' = {value!r} is not accepted; expected one of {expected}")
+        else:
+            message = problem["msg"]
+            message = message.removeprefix("Value error, ")
+            if loc:
+                lines.append(f"'{where}' = {_short(value)}: {message}")
+            else:
+                lines.append(message)
+    head = f"experiment '{source}' is invalid:" if len(lines) > 1 else f"experiment '{source}':"
+    if len(lines) == 1:
+        return f"{head} {lines[0]}"
+    return head + "".join(f"\n  - {line}" for line in lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

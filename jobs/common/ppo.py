@@ -1,0 +1,132 @@
+"""Experiment -> Ray 2.60 `PPOConfig` (new API stack only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.common.experiment import Experiment
+from jobs.common.placement import CPU_GROUP, GPU_GROUP, group_request
+
+
+def learner_plan(experiment: Experiment) -> dict[str, Any]:
+    """`num_gpus: N` -> N remote learners with one GPU each; 0 -> CPU learners.
+
+    The experiment's train_batch_size is the total per update; Ray 2.60 wants
+    it per learner, so it is split evenly and the effective batch stays the
+    same whatever the number of learners.
+    """
+    gpus = experiment.learners.num_gpus
+    num_learners = gpus if gpus > 0 else experiment.learners.num_learners
+    plan: dict[str, Any] = {
+        "num_learners": num_learners,
+        "num_gpus_per_learner": 1 if gpus > 0 else 0,
+        "num_cpus_per_learner": 1,
+        "group": GPU_GROUP if gpus > 0 else CPU_GROUP,
+    }
+    total = experiment.training.train_batch_size
+    if total is not None:
+        if total % num_learners:
+            raise ValueError(
+                f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners"
+            )
+        plan["train_batch_size_per_learner"] = total // num_learners
+    return plan
+
+
+def build_ppo_config(experiment: Experiment, use_groups: bool = True):
+    """The PPOConfig for this experiment. `use_groups` pins components to
+    worker groups (see jobs.common.placement); off on a plain Ray cluster."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    learners = learner_plan(experiment)
+    runners = experiment.env_runners
+    training = experiment.training.given()
+    training.pop("train_batch_size", None)
+    if "train_batch_size_per_learner" in learners:
+        training["train_batch_size_per_learner"] = learners["train_batch_size_per_learner"]
+
+    config = (
+        PPOConfig()
+        .environment(experiment.env, env_config=dict(experiment.env_config))
+        .env_runners(
+            num_env_runners=runners.num_env_runners,
+            num_envs_per_env_runner=runners.num_envs_per_env_runner,
+            rollout_fragment_length=runners.rollout_fragment_length,
+            num_cpus_per_env_runner=runners.num_cpus_per_env_runner,
+            custom_resources_per_env_runner=group_request(CPU_GROUP) if use_groups else {},
+        )
+        .learners(
+            num_learners=learners["num_learners"],
+            num_gpus_per_learner=learners["num_gpus_per_learner"],
+            num_cpus_per_learner=learners["num_cpus_per_learner"],
+            custom_resources_per_learner=group_request(learners["group"]) if use_groups else {},
+        )
+        .training(**training)
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(experiment.model.fcnet_hiddens),
+                fcnet_activation=experiment.model.fcnet_activation,
+                # Always explicit: DefaultModelConfig defaults to True, PPO to False.
+                vf_share_layers=experiment.model.vf_share_layers,
+            )
+        )
+        .reporting(metrics_num_episodes_for_smoothing=experiment.metrics_smoothing_episodes)
+        .debugging(seed=experiment.seed)
+    )
+    return config
+
+
+def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
+    """The Ray 2.60 settings that matter, as `--dry-run` prints them."""
+    learners = learner_plan(experiment)
+    model = config.model_config
+    return {
+        "algorithm": "PPO",
+        "api_stack": "new (RLModule + Learner, EnvRunner + ConnectorV2)",
+        "environment": {"env": config.env, "env_config": config.env_config},
+        "env_runners": {
+            "num_env_runners": config.num_env_runners,
+            "num_envs_per_env_runner": config.num_envs_per_env_runner,
+            "rollout_fragment_length": config.rollout_fragment_length,
+            "num_cpus_per_env_runner": config.num_cpus_per_env_runner,
+            "custom_resources_per_env_runner": config.custom_resources_per_env_runner,
+        },
+        "learners": {
+            "num_learners": config.num_learners,
+            "num_gpus_per_learner": config.num_gpus_per_learner,
+            "num_cpus_per_learner": config.num_cpus_per_learner,
+            "custom_resources_per_learner": config.custom_resources_per_learner,
+        },
+        "training": {
+            "gamma": config.gamma,
+            "lr": config.lr,
+            "lambda_": config.lambda_,
+            "train_batch_size_per_learner": config.train_batch_size_per_learner,
+            "total_train_batch_size": config.total_train_batch_size,
+            "minibatch_size": config.minibatch_size,
+            "num_epochs": config.num_epochs,
+            "clip_param": config.clip_param,
+            "vf_clip_param": config.vf_clip_param,
+            "vf_loss_coeff": config.vf_loss_coeff,
+            "entropy_coeff": config.entropy_coeff,
+            "use_kl_loss": config.use_kl_loss,
+            "kl_coeff": config.kl_coeff,
+            "kl_target": config.kl_target,
+            "grad_clip": config.grad_clip,
+        },
+        "rl_module": {
+            "model_config": {
+                "fcnet_hiddens": model["fcnet_hiddens"] if isinstance(model, dict) else model.fcnet_hiddens,
+                "fcnet_activation": model["fcnet_activation"] if isinstance(model, dict) else model.fcnet_activation,
+                "vf_share_layers": model["vf_share_layers"] if isinstance(model, dict) else model.vf_share_layers,
+            }
+        },
+        "placement": {
+            "env_runners": CPU_GROUP,
+            "learners": learners["group"],
+            "driver": "head",
+        },
+        "seed": config.seed,
+        "metrics_num_episodes_for_smoothing": config.metrics_num_episodes_for_smoothing,
+    }

@@ -1,0 +1,215 @@
+"""Where runs live: an `s3://bucket/prefix` or a local directory.
+
+Checkpoints are written by RLlib itself (`save_to_path`), which goes through
+pyarrow's filesystem layer, the same one Ray Tune uses. This module only adds
+what RLlib does not: checking the bucket and credentials up front with a clear
+message, the `latest.json` pointer that makes a checkpoint "latest" only once
+all of its objects are written, and small text/binary objects (the resolved
+experiment, evaluation videos).
+
+S3 settings come from the environment only (AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): keys are never passed
+to a filesystem object, so they are never pickled into anything we write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from jobs.common.errors import UserError
+
+STORAGE_ENV_VAR = "RL_STORAGE_URI"
+LATEST_POINTER = "latest.json"
+
+# S3 bucket naming rules (the common subset every S3 implementation accepts).
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def validate_storage_uri(uri: str) -> None:
+    """Accept `s3://bucket[/prefix]` or a local path (absolute, relative or file://)."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError("storage must be s3://bucket/prefix or a local directory path")
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not _BUCKET_RE.match(parsed.netloc or ""):
+            raise ValueError(
+                f"'{parsed.netloc}' is not a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
+                "expected s3://bucket/prefix"
+            )
+        return
+    if parsed.scheme in ("", "file"):
+        return
+    raise ValueError(
+        f"scheme '{parsed.scheme}://' is not supported; use s3://bucket/prefix "
+        "(any S3-compatible server via AWS_ENDPOINT_URL) or a local directory path"
+    )
+
+
+def resolve_storage(explicit: Optional[str]) -> str:
+    """The experiment's storage, else $RL_STORAGE_URI (written by `make cluster-up`)."""
+    uri = explicit or os.environ.get(STORAGE_ENV_VAR)
+    if not uri:
+        raise UserError(
+            "no storage configured: set 'storage' in the experiment, pass --storage s3://bucket/prefix "
+            f"or a local path, or set {STORAGE_ENV_VAR} (`source .cluster/env` after `make cluster-up`)"
+        )
+    try:
+        validate_storage_uri(uri)
+    except ValueError as err:
+        raise UserError(f"storage '{uri}': {err}") from None
+    if urlparse(uri).scheme in ("", "file"):
+        uri = str(Path(urlparse(uri).path if uri.startswith("file://") else uri).expanduser().resolve())
+    return uri.rstrip("/")
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "S3Location":
+        parsed = urlparse(uri)
+        return cls(bucket=parsed.netloc, key=parsed.path.lstrip("/"))
+
+
+def _s3_client():
+    import boto3
+
+    # boto3 reads AWS_ENDPOINT_URL, the keys and the region from the environment.
+    return boto3.client("s3", region_name=os.environ.get("AWS_REGION") or "us-east-1")
+
+
+def check_storage_reachable(uri: str) -> None:
+    """Fail fast, before any training, if the bucket or the credentials are wrong."""
+    if not is_s3(uri):
+        path = Path(uri)
+        existing = next((p for p in [path, *path.parents] if p.exists()), None)
+        if existing is None or not os.access(existing, os.W_OK):
+            raise UserError(f"storage '{uri}': local directory is not writable (nearest existing: {existing})")
+        return
+
+    import botocore.exceptions
+
+    location = S3Location.parse(uri)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS default endpoint")
+    try:
+        _s3_client().list_objects_v2(Bucket=location.bucket, Prefix=location.key, MaxKeys=1)
+    except botocore.exceptions.NoCredentialsError:
+        raise UserError(
+            f"storage '{uri}': no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(`source .cluster/env` for the local cluster) or use an instance profile / workload identity"
+        ) from None
+    except botocore.exceptions.EndpointConnectionError:
+        raise UserError(
+            f"storage '{uri}': cannot reach the S3 endpoint {endpoint}; is the S3 server up "
+            "(`make cluster-status`)? Check AWS_ENDPOINT_URL"
+        ) from None
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        masked = f"{access_key[:4]}..." if access_key else "(none)"
+        if code in ("NoSuchBucket", "404"):
+            raise UserError(
+                f"storage '{uri}': bucket '{location.bucket}' does not exist at {endpoint}; create it, "
+                "or point storage at an existing bucket"
+            ) from None
+        if code == "InvalidAccessKeyId":
+            raise UserError(
+                f"storage '{uri}': the S3 server at {endpoint} does not know access key '{masked}'; "
+                "check AWS_ACCESS_KEY_ID"
+            ) from None
+        if code == "SignatureDoesNotMatch":
+            raise UserError(
+                f"storage '{uri}': the secret key for access key '{masked}' is wrong at {endpoint}; "
+                "check AWS_SECRET_ACCESS_KEY"
+            ) from None
+        if code in ("AccessDenied", "403", "Forbidden"):
+            raise UserError(
+                f"storage '{uri}': access denied to bucket '{location.bucket}' for access key '{masked}'"
+            ) from None
+        raise UserError(f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}") from None
+
+
+# --------------------------------------------------------------------------
+# Small objects, through pyarrow (the filesystem layer RLlib and Tune use)
+# --------------------------------------------------------------------------
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = _filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def read_bytes(uri: str) -> Optional[bytes]:
+    import pyarrow.fs
+
+    fs, path = _filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def exists(uri: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = _filesystem(uri)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def download_file(uri: str, destination: Path) -> Path:
+    data = read_bytes(uri)
+    if data is None:
+        raise UserError(f"'{uri}' does not exist")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(data)
+    return destination
+
+
+# --------------------------------------------------------------------------
+# The latest-checkpoint pointer
+# --------------------------------------------------------------------------
+
+
+def experiment_uri(storage: str, name: str) -> str:
+    return join(storage, name)
+
+
+def checkpoint_uri(storage: str, name: str, iteration: int) -> str:
+    return join(storage, name, f"checkpoint_{iteration:06d}")
+
+
+def write_latest(storage: str, name: str, record: dict[str, Any]) -> None:
+    """Written after every object of a checkpoint is in place: one PUT, atomic."""
+    write_bytes(join(experiment_uri(storage, name), LATEST_POINTER), json.dumps(record, indent=2).encode())
+
+
+def read_latest(storage: str, name: str) -> Optional[dict[str, Any]]:
+    data = read_bytes(join(experiment_uri(storage, name), LATEST_POINTER))
+    return json.loads(data) if data else None

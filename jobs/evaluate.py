@@ -1,0 +1,173 @@
+"""Restore a policy, play deterministic episodes, write a video of one.
+
+    python -m jobs.evaluate --checkpoint s3://bucket/experiments/ppo-cartpole/checkpoint_000010
+    python -m jobs.evaluate --config jobs/experiments/ppo-cartpole.yaml   # its latest checkpoint
+
+Only the policy (the RLModule) is restored, not the whole algorithm: no env
+runners or learners are started. The episodes run in one Ray task on the CPU
+worker group. The video (GIF) and a result.json go next to the checkpoint,
+under `<experiment>/evaluations/<checkpoint>/`, and into --output-dir. The last
+line is `mean_return: <mean> std: <std> episodes: <n> video: <uri>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import posixpath
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from jobs.common import storage
+from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.experiment import load_experiment, parse_experiment
+
+POLICY_PATH = "learner_group/learner/rl_module/default_policy"
+VIDEO_NAME = "episode-0.gif"
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="s3://... or a local path of a checkpoint written by jobs.train")
+    source.add_argument("--config", help="experiment YAML: evaluate that experiment's latest checkpoint")
+    parser.add_argument("--storage", help="with --config: s3://bucket/prefix or a local path (default: $RL_STORAGE_URI)")
+    parser.add_argument("--episodes", type=int, default=10, help="deterministic episodes to play (default 10)")
+    parser.add_argument("--max-video-frames", type=int, default=500, help="frames kept in the video (default 500)")
+    parser.add_argument("--output-dir", default="results/evaluations", help="local copy of the video and result")
+    parser.add_argument("--check", action="store_true", help="validate inputs and storage, then exit")
+    args = parser.parse_args(argv)
+    if not 1 <= args.episodes <= 10000:
+        parser.error(f"--episodes {args.episodes}: must be between 1 and 10000")
+    return args
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> str:
+    if args.checkpoint:
+        uri = args.checkpoint.rstrip("/")
+        try:
+            storage.validate_storage_uri(uri)
+        except ValueError as err:
+            raise UserError(f"--checkpoint '{uri}': {err}") from None
+        if not storage.is_s3(uri):
+            uri = str(Path(uri).expanduser().resolve())
+        root = storage.resolve_storage(uri) if not storage.is_s3(uri) else uri
+        storage.check_storage_reachable(root)
+        if not storage.exists(storage.join(uri, POLICY_PATH)):
+            raise UserError(
+                f"--checkpoint '{uri}' is not a checkpoint written by jobs.train "
+                f"(no {POLICY_PATH} inside); list the experiment's folder for checkpoint_NNNNNN"
+            )
+        return uri
+    experiment = load_experiment(args.config).experiment
+    root = storage.resolve_storage(args.storage or experiment.storage)
+    storage.check_storage_reachable(root)
+    latest = storage.read_latest(root, experiment.name)
+    if not latest:
+        raise UserError(
+            f"experiment '{experiment.name}' has no checkpoint in {storage.experiment_uri(root, experiment.name)}; "
+            "train it first (`make train`) or pass --checkpoint"
+        )
+    return latest["checkpoint"]
+
+
+def load_checkpoint_experiment(checkpoint: str):
+    data = storage.read_bytes(storage.join(checkpoint, "experiment.yaml"))
+    if data is None:
+        raise UserError(f"checkpoint '{checkpoint}' has no experiment.yaml: cannot tell which environment to play")
+    import yaml
+
+    return parse_experiment(yaml.safe_load(data), source=storage.join(checkpoint, "experiment.yaml")).experiment
+
+
+def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_frames: int) -> dict[str, Any]:
+    """Deterministic episodes with the restored RLModule; frames of the first one as GIF bytes."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from PIL import Image
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(storage.join(checkpoint, POLICY_PATH))
+    dist_class = module.get_inference_action_dist_cls()
+    returns, lengths, frames = [], [], []
+    for episode in range(episodes):
+        env = gym.make(env_id, render_mode="rgb_array" if episode == 0 else None, **env_config)
+        obs, _ = env.reset(seed=episode)
+        total, steps, done = 0.0, 0, False
+        while not done:
+            if episode == 0 and len(frames) < max_frames:
+                frames.append(env.render())
+            with torch.no_grad():
+                out = module.forward_inference({"obs": torch.as_tensor(np.asarray(obs)[None], dtype=torch.float32)})
+            action = dist_class.from_logits(out["action_dist_inputs"]).to_deterministic().sample()[0].numpy()
+            if isinstance(env.action_space, gym.spaces.Box):
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+        env.close()
+        returns.append(total)
+        lengths.append(steps)
+
+    images = [Image.fromarray(frame).reduce(2) for frame in frames]
+    gif = io.BytesIO()
+    images[0].save(gif, format="GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    return {"returns": returns, "lengths": lengths, "gif": gif.getvalue()}
+
+
+@exits_cleanly
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    checkpoint = resolve_checkpoint(args)
+    experiment = load_checkpoint_experiment(checkpoint)
+    if args.check:
+        return 0
+
+    import ray
+
+    from jobs.common.placement import CPU_GROUP, cluster_has_groups, group_request
+
+    ray.init(logging_level="warning")
+    options: dict[str, Any] = {"num_cpus": 1}
+    if cluster_has_groups(ray.cluster_resources()):
+        options["resources"] = group_request(CPU_GROUP)
+    print(f"evaluating {checkpoint} on {experiment.env}: {args.episodes} deterministic episodes", flush=True)
+    outcome = ray.get(
+        ray.remote(play).options(**options).remote(
+            checkpoint, experiment.env, dict(experiment.env_config), args.episodes, args.max_video_frames
+        )
+    )
+    ray.shutdown()
+
+    returns = outcome["returns"]
+    for episode, (ret, length) in enumerate(zip(returns, outcome["lengths"])):
+        print(f"episode {episode:3d} | return {ret:7.1f} | length {length}", flush=True)
+    mean = statistics.fmean(returns)
+    std = statistics.pstdev(returns)
+
+    parent, name = posixpath.split(checkpoint.rstrip("/"))
+    evaluation_uri = storage.join(parent, "evaluations", name)
+    video_uri = storage.join(evaluation_uri, VIDEO_NAME)
+    summary = {
+        "checkpoint": checkpoint, "env": experiment.env, "episodes": len(returns),
+        "mean_return": mean, "std_return": std, "returns": returns, "lengths": outcome["lengths"], "video": video_uri,
+    }
+    storage.write_bytes(video_uri, outcome["gif"])
+    storage.write_bytes(storage.join(evaluation_uri, "result.json"), json.dumps(summary, indent=2).encode())
+
+    local_dir = Path(args.output_dir) / experiment.name / name
+    local_dir.mkdir(parents=True, exist_ok=True)
+    (local_dir / VIDEO_NAME).write_bytes(outcome["gif"])
+    (local_dir / "result.json").write_text(json.dumps(summary, indent=2))
+
+    print(f"mean_return: {mean:.1f} std: {std:.1f} episodes: {len(returns)} video: {video_uri}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

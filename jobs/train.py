@@ -1,0 +1,230 @@
+"""Train PPO from an experiment file; checkpoints go to S3 (or a local path).
+
+    python -m jobs.train --config jobs/experiments/ppo-cartpole.yaml [--set training.lr=0.001 ...]
+    python -m jobs.train --config ... --dry-run      # validate, print the Ray 2.60 settings, exit
+
+Runs as a Ray job (`make train`, or `ray job submit --working-dir . -- python -m jobs.train ...`).
+Rerunning an experiment whose name already has a checkpoint in storage resumes
+from it. Output: one progress line per iteration; the last line is
+`checkpoint: <uri>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from jobs.common import storage
+from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.experiment import Experiment, load_experiment
+from jobs.common.ppo import build_ppo_config, learner_plan, resolved_settings
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="experiment YAML, e.g. jobs/experiments/ppo-cartpole.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a key of the experiment, e.g. --set training.lr=0.001 (repeatable)",
+    )
+    parser.add_argument("--name", help="experiment name (its folder in storage, and the resume key)")
+    parser.add_argument("--storage", help="s3://bucket/prefix or a local directory (default: $RL_STORAGE_URI)")
+    parser.add_argument("--num-workers", type=int, help="env runners (env_runners.num_env_runners)")
+    parser.add_argument("--num-gpus", type=int, help="GPU learners, one GPU each (learners.num_gpus)")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved Ray settings as JSON")
+    parser.add_argument("--check", action="store_true", help="validate the experiment and its storage, then exit")
+    return parser.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    shortcuts = {
+        "name": args.name,
+        "storage": args.storage,
+        "env_runners.num_env_runners": args.num_workers,
+        "learners.num_gpus": args.num_gpus,
+    }
+    overrides += [f"{key}={json.dumps(value)}" for key, value in shortcuts.items() if value is not None]
+    return overrides
+
+
+def check_ray_config(experiment: Experiment, use_groups: bool = True):
+    """Build and validate the PPOConfig; Ray's own checks become UserErrors."""
+    try:
+        learner_plan(experiment)
+        config = build_ppo_config(experiment, use_groups=use_groups)
+        config.validate()
+    except (ValueError, TypeError) as err:
+        raise UserError(f"experiment '{experiment.name}': Ray rejects the settings: {err}") from None
+    return config
+
+
+# --------------------------------------------------------------------------
+# Progress and stopping
+# --------------------------------------------------------------------------
+
+
+def episode_return(result: dict[str, Any]) -> float:
+    value = result.get("env_runners", {}).get("episode_return_mean")
+    return float(value) if value is not None else math.nan
+
+
+def stop_reason(experiment: Experiment, *, iteration: int, env_steps: int, ret: float, time_s: float) -> Optional[str]:
+    stop = experiment.stop
+    if stop.episode_return_mean is not None and not math.isnan(ret) and ret >= stop.episode_return_mean:
+        return f"episode_return_mean {ret:.1f} >= {stop.episode_return_mean:g}"
+    if stop.env_steps is not None and env_steps >= stop.env_steps:
+        return f"env_steps {env_steps} >= {stop.env_steps}"
+    if stop.time_s is not None and time_s >= stop.time_s:
+        return f"time {time_s:.0f}s >= {stop.time_s:g}s"
+    if stop.iterations is not None and iteration >= stop.iterations:
+        return f"iterations {iteration} >= {stop.iterations}"
+    return None
+
+
+def progress_line(iteration: int, env_steps: int, ret: float, iter_s: float, time_s: float) -> str:
+    shown = "   n/a" if math.isnan(ret) else f"{ret:6.1f}"
+    return (
+        f"iter {iteration:4d} | env_steps {env_steps:9,d} | return {shown} | "
+        f"iter_time {iter_s:5.2f}s | train_time {time_s:7.1f}s"
+    )
+
+
+# --------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------
+
+
+def save_checkpoint(algo, experiment: Experiment, storage_uri: str, state: dict[str, Any]) -> str:
+    """Write the checkpoint, then (last) the pointer that makes it the latest."""
+    uri = storage.checkpoint_uri(storage_uri, experiment.name, state["iteration"])
+    algo.save_to_path(uri)
+    # The evaluator needs the environment and model: keep the experiment beside the weights.
+    storage.write_bytes(storage.join(uri, "experiment.yaml"), experiment.to_yaml().encode())
+    storage.write_latest(
+        storage_uri,
+        experiment.name,
+        {**state, "checkpoint": uri, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    )
+    return uri
+
+
+# --------------------------------------------------------------------------
+
+
+@exits_cleanly
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    loaded = load_experiment(args.config, overrides_from(args))
+    experiment = loaded.experiment
+
+    if args.dry_run:
+        for note in loaded.notes:
+            print(note, file=sys.stderr)
+        config = check_ray_config(experiment)
+        configured = experiment.storage or _env_storage()
+        plan = {
+            "experiment": experiment.name,
+            "storage": storage.resolve_storage(configured) if configured else None,
+            "stop": experiment.stop.model_dump(exclude_none=True),
+            "checkpoint": experiment.checkpoint.model_dump(),
+            "ray": resolved_settings(experiment, config),
+        }
+        print(json.dumps(plan, indent=2))
+        return 0
+
+    storage_uri = storage.resolve_storage(experiment.storage)
+    storage.check_storage_reachable(storage_uri)
+    check_ray_config(experiment)
+    if args.check:
+        return 0
+    latest = storage.read_latest(storage_uri, experiment.name)
+
+    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0}
+    if latest:
+        print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
+        state.update({k: latest[k] for k in state if k in latest})
+    for note in loaded.notes:
+        print(note, flush=True)
+
+    previous_return = state["episode_return_mean"]
+    if latest and stop_reason(
+        experiment, iteration=state["iteration"], env_steps=state["env_steps"],
+        ret=math.nan if previous_return is None else previous_return, time_s=state["time_s"],
+    ):
+        print(f"experiment '{experiment.name}' already met its stop criteria; nothing to train")
+        print(f"checkpoint: {latest['checkpoint']}", flush=True)
+        return 0
+
+    return train(experiment, storage_uri, latest, state)
+
+
+def _env_storage() -> Optional[str]:
+    import os
+
+    return os.environ.get(storage.STORAGE_ENV_VAR)
+
+
+def train(experiment: Experiment, storage_uri: str, latest: Optional[dict], state: dict[str, Any]) -> int:
+    import ray
+
+    from jobs.common.placement import cluster_has_groups
+
+    ray.init(logging_level="warning")
+    use_groups = cluster_has_groups(ray.cluster_resources())
+    if not use_groups:
+        print("note: this Ray cluster advertises no worker groups (cpu_group/gpu_group); Ray places components freely")
+    algo = build_ppo_config(experiment, use_groups=use_groups).build_algo()
+    if latest:
+        algo.restore_from_path(latest["checkpoint"])
+    storage.write_bytes(
+        storage.join(storage.experiment_uri(storage_uri, experiment.name), "experiment.yaml"),
+        experiment.to_yaml().encode(),
+    )
+
+    every = experiment.checkpoint.every_n_iterations
+    steps_before = state["env_steps"]
+    time_before = state["time_s"]
+    run_started = time.monotonic()
+    checkpoint = latest["checkpoint"] if latest else None
+    saved_at_iteration = state["iteration"] if latest else None
+    reason = None
+    try:
+        while reason is None:
+            iter_started = time.monotonic()
+            result = algo.train()
+            state["iteration"] += 1
+            # Lifetime counters restart with the process; add what earlier runs did.
+            state["env_steps"] = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
+            ret = episode_return(result)
+            state["episode_return_mean"] = None if math.isnan(ret) else ret
+            state["time_s"] = time_before + (time.monotonic() - run_started)
+            print(progress_line(state["iteration"], state["env_steps"], ret,
+                                time.monotonic() - iter_started, state["time_s"]), flush=True)
+            reason = stop_reason(experiment, iteration=state["iteration"], env_steps=state["env_steps"],
+                                 ret=ret, time_s=state["time_s"])
+            due = state["iteration"] % every == 0 or (reason is not None and experiment.checkpoint.at_end)
+            if due:
+                state["finished"] = reason is not None
+                state["stop_reason"] = reason
+                checkpoint = save_checkpoint(algo, experiment, storage_uri, state)
+                saved_at_iteration = state["iteration"]
+    finally:
+        algo.stop()
+    print(f"stopped: {reason}; checkpoint at iteration {saved_at_iteration}", flush=True)
+    # Shut Ray down first so that no actor's log line lands after the last line.
+    ray.shutdown()
+    if checkpoint is None:
+        print("checkpoint: none (checkpoint.at_end is off and no interval was reached)", flush=True)
+        return 0
+    print(f"checkpoint: {checkpoint}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
