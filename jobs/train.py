@@ -140,15 +140,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     storage_uri = storage.resolve_storage(experiment.storage)
     storage.check_storage_reachable(storage_uri)
+    latest = storage.read_latest(storage_uri, experiment.name)
+    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0}
+    if latest and not args.check:
+        # The first line of a resumed run says so (before Ray logs anything).
+        print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
+        state.update({k: latest[k] for k in state if k in latest})
     check_ray_config(experiment)
     if args.check:
         return 0
-    latest = storage.read_latest(storage_uri, experiment.name)
-
-    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0}
-    if latest:
-        print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
-        state.update({k: latest[k] for k in state if k in latest})
     for note in loaded.notes:
         print(note, flush=True)
 

@@ -48,6 +48,8 @@ def build_ppo_config(experiment: Experiment, use_groups: bool = True):
 
     config = (
         PPOConfig()
+        # The new API stack is the only one this project uses (and Ray 2.60's default).
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
         .environment(experiment.env, env_config=dict(experiment.env_config))
         .env_runners(
             num_env_runners=runners.num_env_runners,
@@ -80,7 +82,7 @@ def build_ppo_config(experiment: Experiment, use_groups: bool = True):
 def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
     """The Ray 2.60 settings that matter, as `--dry-run` prints them."""
     learners = learner_plan(experiment)
-    model = config.model_config
+    model = config.model_config  # a dict once set through rl_module(model_config=...)
     return {
         "algorithm": "PPO",
         "api_stack": "new (RLModule + Learner, EnvRunner + ConnectorV2)",
@@ -117,9 +119,9 @@ def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
         },
         "rl_module": {
             "model_config": {
-                "fcnet_hiddens": model["fcnet_hiddens"] if isinstance(model, dict) else model.fcnet_hiddens,
-                "fcnet_activation": model["fcnet_activation"] if isinstance(model, dict) else model.fcnet_activation,
-                "vf_share_layers": model["vf_share_layers"] if isinstance(model, dict) else model.vf_share_layers,
+                "fcnet_hiddens": model["fcnet_hiddens"],
+                "fcnet_activation": model["fcnet_activation"],
+                "vf_share_layers": model["vf_share_layers"],
             }
         },
         "placement": {

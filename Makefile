@@ -1,0 +1,73 @@
+# The front door. Each target runs one command and prints it; nothing hides Ray:
+# after `source .cluster/env`, plain `ray job submit/list/logs` work too.
+#
+#   make demo                      cluster-up + train + evaluate (the quick start)
+#   make cluster-up | cluster-status | cluster-down
+#   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M]
+#   make evaluate [CHECKPOINT=s3://...]
+#   make test | test-all | bench | lock
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
+CONTROL := $(PY) -m controlplane
+
+PROVIDER ?= local
+EXPERIMENT ?= jobs/experiments/ppo-cartpole.yaml
+CHECKPOINT ?=
+EPISODES ?= 10
+GPUS ?=
+WORKERS ?=
+DASHBOARD_PORT ?= 8265
+export PROVIDER DASHBOARD_PORT
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all bench lock
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+venv: $(STAMP)  ## create .venv with the locked dependencies
+$(STAMP): requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: cluster-up train evaluate  ## quick start: local cluster, train PPO, evaluate it
+
+cluster-up: venv  ## start the cluster (PROVIDER=local)
+	$(CONTROL) up
+
+cluster-status: venv  ## nodes, worker groups, S3 endpoint
+	$(CONTROL) status
+
+cluster-down: venv  ## stop exactly what cluster-up started (S3 data is kept)
+	$(CONTROL) down
+
+train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M)
+	$(CONTROL) submit -- python -m jobs.train --config $(EXPERIMENT)$(if $(GPUS), --num-gpus $(GPUS))$(if $(WORKERS), --num-workers $(WORKERS))
+
+evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in results/
+	$(CONTROL) evaluate $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--config $(EXPERIMENT)) --episodes $(EPISODES)
+
+test: venv  ## the test suite (unit + end-to-end on a local cluster); CI runs this
+	$(PY) -m pytest -m "not slow"
+
+test-all: venv  ## every test, slow ones included
+	$(PY) -m pytest
+
+bench: venv  ## benchmarks: print a table, write bench/out/*.json
+	$(PY) bench/ppo_cartpole.py
+
+# pyproject.toml holds the pins (Ray's among them, once); the lock is every
+# package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is
+# dropped so that GPU images can install the CUDA build of the same version.
+lock:  ## recompile requirements.lock from pyproject.toml's pins
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	$(PYTHON) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['test']))" > .lock-venv/requirements.in
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -r .lock-venv/requirements.in
+	(echo "# Compiled from pyproject.toml by \`make lock\` (Linux x86_64, CPython 3.11). Do not edit."; \
+	 .lock-venv/bin/pip freeze --all | grep -v -E '^pip==' | sed -E 's/^(torch==[^+]+)\+cpu$$/\1/') > requirements.lock
+	rm -rf .lock-venv

@@ -1,0 +1,103 @@
+"""A real local cluster for the end-to-end tests: Ray head + CPU group + GPU
+group + SeaweedFS, started with `python -m controlplane up` in a temporary
+state folder on free ports, and stopped by PID afterwards, also on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controlplane import processes
+from controlplane.ports import free_port
+from controlplane.state import StateDir
+from tests.conftest import REPO_ROOT
+
+
+@dataclass
+class Cluster:
+    state: StateDir
+    env: dict[str, str]
+
+    def control(self, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane", *args], cwd=REPO_ROOT, env=env or self.env,
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """What a user has after `source .cluster/env`."""
+        return {**self.env, **self.state.read_env()}
+
+    def s3(self):
+        import boto3
+
+        env = self.client_env()
+        return boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def keys(self, prefix: str = "") -> list[str]:
+        bucket = self.client_env()["RL_BUCKET"]
+        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def jobs(self):
+        env = self.client_env()
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": env["RAY_AUTH_TOKEN_PATH"]})
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(env["RAY_ADDRESS"])
+
+
+def job_id_of(output: str) -> str:
+    found = re.findall(r"Job '(raysubmit_\w+)'", output)
+    assert found, f"no job id in:\n{output[-2000:]}"
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster") / ".cluster"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_", "RL_"))},
+        "CLUSTER_STATE_DIR": str(root),
+        "DASHBOARD_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    cluster = Cluster(state=StateDir(root), env=env)
+    started = cluster.control("up", timeout=300)
+    markers = set()
+    try:
+        state = cluster.state.load()
+        if state:
+            markers.add(state["cluster_id"])
+        assert started.returncode == 0, started.stdout + started.stderr
+        cluster.up_output = started.stdout
+        cluster.markers = markers
+        yield cluster
+    finally:
+        state = cluster.state.load()
+        if state:
+            markers.add(state["cluster_id"])
+        cluster.control("down", timeout=120)
+        # Whatever `down` missed, by our marker only: never other Ray processes.
+        for marker in markers:
+            processes.kill_pids(processes.processes_with_marker(marker))
+
+
+def read_json_line(output: str, prefix: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith(prefix)]
+    assert lines, f"no '{prefix}' line in:\n{output[-3000:]}"
+    return lines[-1][len(prefix):].strip()
+
+
+def load_json(path: Path):
+    return json.loads(path.read_text())
