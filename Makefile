@@ -24,7 +24,7 @@ DASHBOARD_PORT ?= 8265
 export PROVIDER DASHBOARD_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all bench lock
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,8 +52,12 @@ train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M)
 evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in results/
 	$(CONTROL) evaluate $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--config $(EXPERIMENT)) --episodes $(EPISODES)
 
-test: venv  ## the test suite (unit + end-to-end on a local cluster); CI runs this
+test: venv lint  ## lint, then the test suite (unit + end-to-end on a local cluster); CI runs this
 	$(PY) -m pytest -m "not slow"
+
+lint: venv  ## ruff: lint and formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-all: venv  ## every test, slow ones included
 	$(PY) -m pytest

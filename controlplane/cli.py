@@ -1,10 +1,10 @@
 """`python -m controlplane <command>`: the commands behind the Makefile.
 
-    up        start the cluster (PROVIDER=local: Ray head + CPU group + GPU group + S3 server)
-    down      stop exactly what `up` started
-    status    nodes, groups, the S3 endpoint
-    submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.train --config ...
-    evaluate  submit jobs.evaluate and fetch its video into results/
+up        start the cluster (PROVIDER=local: Ray head + CPU group + GPU group + S3 server)
+down      stop exactly what `up` started
+status    nodes, groups, the S3 endpoint
+submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.train --config ...
+evaluate  submit jobs.evaluate and fetch its video into results/
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Optional
 
 from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir, default_state_dir
@@ -34,13 +33,21 @@ def provider_for(args: argparse.Namespace):
     return LocalProvider(StateDir(args.state_dir), dashboard_port=args.dashboard_port)
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m controlplane", description=__doc__.split("\n\n")[0])
     parser.add_argument("--provider", default=os.environ.get("PROVIDER") or "local", choices=PROVIDERS)
-    parser.add_argument("--state-dir", type=Path, default=default_state_dir(),
-                        help="the cluster's state folder (default .cluster, or $CLUSTER_STATE_DIR)")
-    parser.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8265),
-                        help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help="the cluster's state folder (default .cluster, or $CLUSTER_STATE_DIR)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=int(os.environ.get("DASHBOARD_PORT") or 8265),
+        help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the cluster")
     commands.add_parser("down", help="stop the cluster")
@@ -86,7 +93,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 @exits_cleanly
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "submit":
         from controlplane.submit import submit

@@ -13,8 +13,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 MARKER_VAR = "RL_CLUSTER_ID"
 
@@ -24,8 +24,14 @@ def start_in_own_session(cmd: list[str], env: Mapping[str, str], log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            cmd, env=dict(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=cwd, close_fds=True,
+            cmd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+            close_fds=True,
         )
     return process.pid
 
@@ -115,3 +121,15 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+
+
+def venv_executable(name: str, install_hint: str) -> str:
+    """A command from this Python's environment (the .venv), else from PATH."""
+    import shutil
+    import sys
+
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"the `{name}` command is missing: {install_hint}")
+    return found

@@ -1,13 +1,13 @@
 """The cluster's state folder (default `.cluster/`, git- and ray-ignored).
 
-    .cluster/
-      env            client settings, `export NAME=value` lines, mode 0600
-      state.json     what `up` started: PIDs, ports, paths (mode 0600)
-      auth_token     the Ray token (mode 0600); found through RAY_AUTH_TOKEN_PATH
-      s3/            the S3 server's data: survives cluster-down and restarts
-      logs/          each server's own output
-      ray -> /tmp/rl-ray-...   Ray's temp dir (a short path: Unix sockets
-                               must stay under 107 bytes)
+.cluster/
+  env            client settings, `export NAME=value` lines, mode 0600
+  state.json     what `up` started: PIDs, ports, paths (mode 0600)
+  auth_token     the Ray token (mode 0600); found through RAY_AUTH_TOKEN_PATH
+  s3/            the S3 server's data: survives cluster-down and restarts
+  logs/          each server's own output
+  ray -> /tmp/rl-ray-...   Ray's temp dir (a short path: Unix sockets
+                           must stay under 107 bytes)
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import json
 import os
 import secrets
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 STATE_DIR_VAR = "CLUSTER_STATE_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ class StateDir:
 
     # -- what `up` recorded ---------------------------------------------------
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         if not self.state_file.exists():
             return None
         return json.loads(self.state_file.read_text())
@@ -91,10 +92,15 @@ class StateDir:
     def s3_credentials(self) -> dict[str, str]:
         path = self.root / "s3-credentials.json"
         if not path.exists():
-            write_private(path, json.dumps({
-                "access_key_id": "rl" + secrets.token_hex(9),
-                "secret_access_key": secrets.token_urlsafe(30),
-            }))
+            write_private(
+                path,
+                json.dumps(
+                    {
+                        "access_key_id": "rl" + secrets.token_hex(9),
+                        "secret_access_key": secrets.token_urlsafe(30),
+                    }
+                ),
+            )
         return json.loads(path.read_text())
 
     # -- the client env file --------------------------------------------------
@@ -109,7 +115,7 @@ class StateDir:
         variables = {}
         for line in self.env_file.read_text().splitlines():
             if line.startswith("export "):
-                name, _, value = line[len("export "):].partition("=")
+                name, _, value = line[len("export ") :].partition("=")
                 parsed = shlex.split(value)
                 variables[name] = parsed[0] if parsed else ""
         return variables

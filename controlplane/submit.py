@@ -17,8 +17,8 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir
@@ -76,19 +76,25 @@ def preflight_entrypoint(entrypoint: list[str], env: Mapping[str, str]) -> None:
 def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> list[str]:
     driver_resources = json.dumps({GROUP_RESOURCES[HEAD_GROUP]: 1})
     cmd = [
-        "ray", "job", "submit",
-        "--address", address,
-        "--working-dir", ".",
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
         # The driver goes to the head (one driver slot each) and takes no CPU there.
-        "--entrypoint-num-cpus", "0",
-        "--entrypoint-resources", driver_resources,
+        "--entrypoint-num-cpus",
+        "0",
+        "--entrypoint-resources",
+        driver_resources,
     ]
     if not wait:
         cmd.append("--no-wait")
     return cmd + ["--", *entrypoint]
 
 
-def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, capture: Optional[list[str]] = None) -> int:
+def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, capture: list[str] | None = None) -> int:
     env = {**os.environ, **load_cluster_env(state_dir)}
     address = env["RAY_ADDRESS"]
     check_jobs_api(address)
@@ -97,7 +103,12 @@ def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, captur
     print("+ " + shlex.join(cmd), flush=True)
     executable = str(Path(sys.executable).parent / "ray")
     process = subprocess.Popen(
-        [executable, *cmd[1:]], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [executable, *cmd[1:]],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         bufsize=1,
     )
     assert process.stdout is not None

@@ -19,7 +19,7 @@ import posixpath
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from jobs.common import storage
 from jobs.common.errors import UserError, exits_cleanly
@@ -29,12 +29,14 @@ POLICY_PATH = "learner_group/learner/rl_module/default_policy"
 VIDEO_NAME = "episode-0.gif"
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="s3://... or a local path of a checkpoint written by jobs.train")
     source.add_argument("--config", help="experiment YAML: evaluate that experiment's latest checkpoint")
-    parser.add_argument("--storage", help="with --config: s3://bucket/prefix or a local path (default: $RL_STORAGE_URI)")
+    parser.add_argument(
+        "--storage", help="with --config: s3://bucket/prefix or a local path (default: $RL_STORAGE_URI)"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="deterministic episodes to play (default 10)")
     parser.add_argument("--max-video-frames", type=int, default=500, help="frames kept in the video (default 500)")
     parser.add_argument("--output-dir", default="results/evaluations", help="local copy of the video and result")
@@ -85,6 +87,12 @@ def load_checkpoint_experiment(checkpoint: str):
 
 def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_frames: int) -> dict[str, Any]:
     """Deterministic episodes with the restored RLModule; frames of the first one as GIF bytes."""
+    import os
+
+    # Rendering uses pygame off-screen: no display, no sound card.
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import gymnasium as gym
     import numpy as np
     import torch
@@ -121,7 +129,7 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
 
 
 @exits_cleanly
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checkpoint = resolve_checkpoint(args)
     experiment = load_checkpoint_experiment(checkpoint)
@@ -138,14 +146,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         options["resources"] = group_request(CPU_GROUP)
     print(f"evaluating {checkpoint} on {experiment.env}: {args.episodes} deterministic episodes", flush=True)
     outcome = ray.get(
-        ray.remote(play).options(**options).remote(
-            checkpoint, experiment.env, dict(experiment.env_config), args.episodes, args.max_video_frames
-        )
+        ray.remote(play)
+        .options(**options)
+        .remote(checkpoint, experiment.env, dict(experiment.env_config), args.episodes, args.max_video_frames)
     )
     ray.shutdown()
 
     returns = outcome["returns"]
-    for episode, (ret, length) in enumerate(zip(returns, outcome["lengths"])):
+    for episode, (ret, length) in enumerate(zip(returns, outcome["lengths"], strict=True)):
         print(f"episode {episode:3d} | return {ret:7.1f} | length {length}", flush=True)
     mean = statistics.fmean(returns)
     std = statistics.pstdev(returns)
@@ -154,8 +162,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     evaluation_uri = storage.join(parent, "evaluations", name)
     video_uri = storage.join(evaluation_uri, VIDEO_NAME)
     summary = {
-        "checkpoint": checkpoint, "env": experiment.env, "episodes": len(returns),
-        "mean_return": mean, "std_return": std, "returns": returns, "lengths": outcome["lengths"], "video": video_uri,
+        "checkpoint": checkpoint,
+        "env": experiment.env,
+        "episodes": len(returns),
+        "mean_return": mean,
+        "std_return": std,
+        "returns": returns,
+        "lengths": outcome["lengths"],
+        "video": video_uri,
     }
     storage.write_bytes(video_uri, outcome["gif"])
     storage.write_bytes(storage.join(evaluation_uri, "result.json"), json.dumps(summary, indent=2).encode())

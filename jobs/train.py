@@ -16,8 +16,8 @@ import json
 import math
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from jobs.common import storage
 from jobs.common.errors import UserError, exits_cleanly
@@ -25,11 +25,15 @@ from jobs.common.experiment import Experiment, load_experiment
 from jobs.common.ppo import build_ppo_config, learner_plan, resolved_settings
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="experiment YAML, e.g. jobs/experiments/ppo-cartpole.yaml")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a key of the experiment, e.g. --set training.lr=0.001 (repeatable)",
     )
     parser.add_argument("--name", help="experiment name (its folder in storage, and the resume key)")
@@ -74,7 +78,7 @@ def episode_return(result: dict[str, Any]) -> float:
     return float(value) if value is not None else math.nan
 
 
-def stop_reason(experiment: Experiment, *, iteration: int, env_steps: int, ret: float, time_s: float) -> Optional[str]:
+def stop_reason(experiment: Experiment, *, iteration: int, env_steps: int, ret: float, time_s: float) -> str | None:
     stop = experiment.stop
     if stop.episode_return_mean is not None and not math.isnan(ret) and ret >= stop.episode_return_mean:
         return f"episode_return_mean {ret:.1f} >= {stop.episode_return_mean:g}"
@@ -109,7 +113,7 @@ def save_checkpoint(algo, experiment: Experiment, storage_uri: str, state: dict[
     storage.write_latest(
         storage_uri,
         experiment.name,
-        {**state, "checkpoint": uri, "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        {**state, "checkpoint": uri, "written_at": datetime.now(UTC).isoformat(timespec="seconds")},
     )
     return uri
 
@@ -118,7 +122,7 @@ def save_checkpoint(algo, experiment: Experiment, storage_uri: str, state: dict[
 
 
 @exits_cleanly
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     loaded = load_experiment(args.config, overrides_from(args))
     experiment = loaded.experiment
@@ -154,8 +158,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     previous_return = state["episode_return_mean"]
     if latest and stop_reason(
-        experiment, iteration=state["iteration"], env_steps=state["env_steps"],
-        ret=math.nan if previous_return is None else previous_return, time_s=state["time_s"],
+        experiment,
+        iteration=state["iteration"],
+        env_steps=state["env_steps"],
+        ret=math.nan if previous_return is None else previous_return,
+        time_s=state["time_s"],
     ):
         print(f"experiment '{experiment.name}' already met its stop criteria; nothing to train")
         print(f"checkpoint: {latest['checkpoint']}", flush=True)
@@ -164,13 +171,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     return train(experiment, storage_uri, latest, state)
 
 
-def _env_storage() -> Optional[str]:
+def _env_storage() -> str | None:
     import os
 
     return os.environ.get(storage.STORAGE_ENV_VAR)
 
 
-def train(experiment: Experiment, storage_uri: str, latest: Optional[dict], state: dict[str, Any]) -> int:
+def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: dict[str, Any]) -> int:
     import ray
 
     from jobs.common.placement import cluster_has_groups
@@ -204,10 +211,15 @@ def train(experiment: Experiment, storage_uri: str, latest: Optional[dict], stat
             ret = episode_return(result)
             state["episode_return_mean"] = None if math.isnan(ret) else ret
             state["time_s"] = time_before + (time.monotonic() - run_started)
-            print(progress_line(state["iteration"], state["env_steps"], ret,
-                                time.monotonic() - iter_started, state["time_s"]), flush=True)
-            reason = stop_reason(experiment, iteration=state["iteration"], env_steps=state["env_steps"],
-                                 ret=ret, time_s=state["time_s"])
+            print(
+                progress_line(
+                    state["iteration"], state["env_steps"], ret, time.monotonic() - iter_started, state["time_s"]
+                ),
+                flush=True,
+            )
+            reason = stop_reason(
+                experiment, iteration=state["iteration"], env_steps=state["env_steps"], ret=ret, time_s=state["time_s"]
+            )
             due = state["iteration"] % every == 0 or (reason is not None and experiment.checkpoint.at_end)
             if due:
                 state["finished"] = reason is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 from jobs.common.placement import CPU_GROUP, GPU_GROUP, GROUP_CAPACITY, GROUP_RESOURCES, HEAD_GROUP
 
@@ -24,7 +23,7 @@ class NodeGroup:
     name: str
     num_cpus: int
     # None: let Ray detect the GPUs (real ones only).
-    num_gpus: Optional[int]
+    num_gpus: int | None
     resources: dict[str, float] = field(default_factory=dict)
     object_store_bytes: int = 512 * 1024**2
 
@@ -32,8 +31,13 @@ class NodeGroup:
 def local_groups() -> list[NodeGroup]:
     cpus = max(2, os.cpu_count() or 2)
     return [
-        NodeGroup(HEAD_GROUP, num_cpus=0, num_gpus=0, resources={GROUP_RESOURCES[HEAD_GROUP]: DRIVER_SLOTS},
-                  object_store_bytes=256 * 1024**2),
+        NodeGroup(
+            HEAD_GROUP,
+            num_cpus=0,
+            num_gpus=0,
+            resources={GROUP_RESOURCES[HEAD_GROUP]: DRIVER_SLOTS},
+            object_store_bytes=256 * 1024**2,
+        ),
         NodeGroup(CPU_GROUP, num_cpus=cpus, num_gpus=0, resources={GROUP_RESOURCES[CPU_GROUP]: GROUP_CAPACITY}),
         NodeGroup(GPU_GROUP, num_cpus=1, num_gpus=None, resources={GROUP_RESOURCES[GPU_GROUP]: GROUP_CAPACITY}),
     ]

@@ -15,10 +15,9 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from controlplane import processes
 from controlplane.errors import ClusterError
@@ -60,13 +59,18 @@ class LocalProvider:
         if state:
             health = self._health(state)
             if all(health.values()):
-                _say(f"already up: {state['dashboard_url']} ({len(health) - 1} Ray nodes, S3 at {state['s3_endpoint']})")
+                _say(
+                    f"already up: {state['dashboard_url']} ({len(health) - 1} Ray nodes, S3 at {state['s3_endpoint']})"
+                )
                 self._print_usage()
                 return 0
             if health.get("s3") and health.get(HEAD_GROUP):
                 return self._repair(state, health)
-            _say("the previous cluster is partly down (" + ", ".join(k for k, ok in health.items() if not ok)
-                 + " gone): stopping what is left and starting afresh")
+            _say(
+                "the previous cluster is partly down ("
+                + ", ".join(k for k, ok in health.items() if not ok)
+                + " gone): stopping what is left and starting afresh"
+            )
             self.down(quiet=True)
 
         if port_in_use(self.dashboard_port):
@@ -100,7 +104,7 @@ class LocalProvider:
         return {
             "provider": self.name,
             "cluster_id": uuid.uuid4().hex,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "dashboard_url": f"http://127.0.0.1:{self.dashboard_port}",
             "dashboard_port": self.dashboard_port,
             "gcs_port": gcs_port,
@@ -121,23 +125,25 @@ class LocalProvider:
         """
         credentials = self.state_dir.s3_credentials()
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_")}
-        env.update({
-            processes.MARKER_VAR: state["cluster_id"],
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "AWS_ENDPOINT_URL": state["s3_endpoint"],
-            "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
-            "AWS_REGION": S3_REGION,
-            "RL_BUCKET": state["bucket"],
-            "RL_STORAGE_URI": state["storage_uri"],
-            "PYTHONUNBUFFERED": "1",
-            # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
-            "RAY_raylet_start_wait_time_s": "120",
-            # Job entrypoints say `python`: make it this environment's, as an image's would be.
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        })
+        env.update(
+            {
+                processes.MARKER_VAR: state["cluster_id"],
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "AWS_ENDPOINT_URL": state["s3_endpoint"],
+                "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
+                "AWS_REGION": S3_REGION,
+                "RL_BUCKET": state["bucket"],
+                "RL_STORAGE_URI": state["storage_uri"],
+                "PYTHONUNBUFFERED": "1",
+                # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
+                "RAY_raylet_start_wait_time_s": "120",
+                # Job entrypoints say `python`: make it this environment's, as an image's would be.
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            }
+        )
         return env
 
     def _start_node(self, state: dict[str, Any], group: NodeGroup, env: dict[str, str]) -> int:
@@ -279,8 +285,10 @@ class LocalProvider:
         if remaining:
             raise ClusterError(f"processes of this cluster are still running after SIGKILL: {remaining}")
         if not quiet:
-            _say(f"stopped: {', '.join(pids)} ({len(pids) + len(leftovers)} process groups); "
-                 f"S3 data kept in {self.state_dir.s3_data}")
+            _say(
+                f"stopped: {', '.join(pids)} ({len(pids) + len(leftovers)} process groups); "
+                f"S3 data kept in {self.state_dir.s3_data}"
+            )
         return 0
 
     # ------------------------------------------------------------------ status
@@ -288,12 +296,16 @@ class LocalProvider:
     def status(self) -> int:
         state = self.state_dir.load()
         if not state:
-            raise ClusterError("no local cluster is up (nothing recorded in " f"{self.state_dir.root}); run `make cluster-up`")
+            raise ClusterError(
+                f"no local cluster is up (nothing recorded in {self.state_dir.root}); run `make cluster-up`"
+            )
         health = self._health(state)
         _say(f"provider: local   started: {state['started_at']}")
         _say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
-        _say(f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
-             f"server: {'running' if health['s3'] else 'DOWN'}")
+        _say(
+            f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
+            f"server: {'running' if health['s3'] else 'DOWN'}"
+        )
         try:
             nodes = list_nodes(state)
         except Exception as err:  # noqa: BLE001 - shown to the user as is
@@ -304,7 +316,7 @@ class LocalProvider:
             rows.append((node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12]))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
-            _say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+            _say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         down = [name for name, ok in health.items() if not ok]
         if down:
             _say(f"DOWN: {', '.join(down)} (run `make cluster-up` to repair)")
@@ -319,11 +331,13 @@ def list_nodes(state: dict[str, Any]) -> list[dict[str, Any]]:
     nodes = []
     for node in ray_list_nodes(address=state["dashboard_url"], detail=True, raise_on_missing_output=False):
         resources = dict(node.resources_total or {})
-        nodes.append({
-            "node_id": node.node_id,
-            "state": node.state,
-            "group": group_of(resources),
-            "cpus": resources.get("CPU", 0.0),
-            "gpus": resources.get("GPU", 0.0),
-        })
+        nodes.append(
+            {
+                "node_id": node.node_id,
+                "state": node.state,
+                "group": group_of(resources),
+                "cpus": resources.get("CPU", 0.0),
+                "gpus": resources.get("GPU", 0.0),
+            }
+        )
     return nodes

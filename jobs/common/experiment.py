@@ -17,7 +17,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,7 +40,7 @@ class EnvRunners(_Section):
 
     num_env_runners: int = Field(1, ge=0, le=4096)
     num_envs_per_env_runner: int = Field(1, ge=1, le=4096)
-    rollout_fragment_length: Union[int, Literal["auto"]] = "auto"
+    rollout_fragment_length: int | Literal["auto"] = "auto"
     num_cpus_per_env_runner: int = Field(1, ge=1, le=256)
 
     @field_validator("rollout_fragment_length")
@@ -63,28 +63,27 @@ class Training(_Section):
     """PPO's `training(...)` arguments (Ray 2.60 names). A key left out keeps
     Ray's own default; `--dry-run` shows the resolved value."""
 
-    gamma: Optional[float] = Field(None, gt=0.0, le=1.0)
-    lr: Optional[float] = Field(None, gt=0.0, le=1.0)
-    lambda_: Optional[float] = Field(None, alias="lambda", ge=0.0, le=1.0)
+    gamma: float | None = Field(None, gt=0.0, le=1.0)
+    lr: float | None = Field(None, gt=0.0, le=1.0)
+    lambda_: float | None = Field(None, alias="lambda", ge=0.0, le=1.0)
     # Total samples per update, over all learners (Ray: *_per_learner = total / learners).
-    train_batch_size: Optional[int] = Field(None, ge=1)
-    minibatch_size: Optional[int] = Field(None, ge=1)
-    num_epochs: Optional[int] = Field(None, ge=1, le=1000)
-    clip_param: Optional[float] = Field(None, gt=0.0)
-    vf_clip_param: Optional[float] = Field(None, gt=0.0)
-    vf_loss_coeff: Optional[float] = Field(None, ge=0.0)
-    entropy_coeff: Optional[float] = Field(None, ge=0.0)
-    use_kl_loss: Optional[bool] = None
-    kl_coeff: Optional[float] = Field(None, ge=0.0)
-    kl_target: Optional[float] = Field(None, gt=0.0)
-    grad_clip: Optional[float] = Field(None, gt=0.0)
+    train_batch_size: int | None = Field(None, ge=1)
+    minibatch_size: int | None = Field(None, ge=1)
+    num_epochs: int | None = Field(None, ge=1, le=1000)
+    clip_param: float | None = Field(None, gt=0.0)
+    vf_clip_param: float | None = Field(None, gt=0.0)
+    vf_loss_coeff: float | None = Field(None, ge=0.0)
+    entropy_coeff: float | None = Field(None, ge=0.0)
+    use_kl_loss: bool | None = None
+    kl_coeff: float | None = Field(None, ge=0.0)
+    kl_target: float | None = Field(None, gt=0.0)
+    grad_clip: float | None = Field(None, gt=0.0)
 
     @model_validator(mode="after")
     def _minibatch_fits(self):
         if self.minibatch_size and self.train_batch_size and self.minibatch_size > self.train_batch_size:
             raise ValueError(
-                f"minibatch_size ({self.minibatch_size}) must not exceed "
-                f"train_batch_size ({self.train_batch_size})"
+                f"minibatch_size ({self.minibatch_size}) must not exceed train_batch_size ({self.train_batch_size})"
             )
         return self
 
@@ -115,10 +114,10 @@ class Model(_Section):
 class Stop(_Section):
     """Stop at whichever comes first. At least one must be set."""
 
-    episode_return_mean: Optional[float] = None
-    env_steps: Optional[int] = Field(None, ge=1)
-    time_s: Optional[float] = Field(None, gt=0.0)
-    iterations: Optional[int] = Field(None, ge=1)
+    episode_return_mean: float | None = None
+    env_steps: int | None = Field(None, ge=1)
+    time_s: float | None = Field(None, gt=0.0)
+    iterations: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _at_least_one(self):
@@ -142,9 +141,9 @@ class Experiment(_Section):
     algorithm: Literal["PPO"] = "PPO"
     env: str
     env_config: dict[str, Any] = Field(default_factory=dict)
-    seed: Optional[int] = Field(0, ge=0)
+    seed: int | None = Field(0, ge=0)
     # s3://bucket/prefix or a local directory; None: $RL_STORAGE_URI.
-    storage: Optional[str] = None
+    storage: str | None = None
     # Episodes averaged into episode_return_mean (RLlib's default is 100).
     metrics_smoothing_episodes: int = Field(100, ge=1, le=10000)
     env_runners: EnvRunners = Field(default_factory=EnvRunners)
@@ -251,7 +250,7 @@ def map_legacy_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return mapped, notes
 
 
-def _get_parent(data: dict[str, Any], path: tuple[str, ...]) -> Optional[dict[str, Any]]:
+def _get_parent(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
     node: Any = data
     for key in path[:-1]:
         if not isinstance(node, dict) or key not in node:
@@ -321,7 +320,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Loa
     return parse_experiment(raw, source=str(path), overrides=overrides)
 
 
-def parse_experiment(raw: dict[str, Any], source: str = "<experiment>", overrides: list[str] | None = None) -> LoadedExperiment:
+def parse_experiment(
+    raw: dict[str, Any], source: str = "<experiment>", overrides: list[str] | None = None
+) -> LoadedExperiment:
     data = _deep_copy(raw)
     for override in overrides or []:
         apply_override(data, override)
@@ -354,7 +355,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _model_at(loc: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] = Experiment
     for part in loc:
         info = model.model_fields.get(part) if isinstance(part, str) else None

@@ -13,7 +13,7 @@ neither, never gets training work:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 CPU_GROUP = "cpu-workers"
 GPU_GROUP = "gpu-workers"

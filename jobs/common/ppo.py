@@ -26,9 +26,7 @@ def learner_plan(experiment: Experiment) -> dict[str, Any]:
     total = experiment.training.train_batch_size
     if total is not None:
         if total % num_learners:
-            raise ValueError(
-                f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners"
-            )
+            raise ValueError(f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners")
         plan["train_batch_size_per_learner"] = total // num_learners
     return plan
 

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from jobs.common.errors import UserError
@@ -51,7 +51,7 @@ def validate_storage_uri(uri: str) -> None:
     )
 
 
-def resolve_storage(explicit: Optional[str]) -> str:
+def resolve_storage(explicit: str | None) -> str:
     """The experiment's storage, else $RL_STORAGE_URI (written by `make cluster-up`)."""
     uri = explicit or os.environ.get(STORAGE_ENV_VAR)
     if not uri:
@@ -82,7 +82,7 @@ class S3Location:
     key: str
 
     @classmethod
-    def parse(cls, uri: str) -> "S3Location":
+    def parse(cls, uri: str) -> S3Location:
         parsed = urlparse(uri)
         return cls(bucket=parsed.netloc, key=parsed.path.lstrip("/"))
 
@@ -142,7 +142,9 @@ def check_storage_reachable(uri: str) -> None:
             raise UserError(
                 f"storage '{uri}': access denied to bucket '{location.bucket}' for access key '{masked}'"
             ) from None
-        raise UserError(f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}") from None
+        raise UserError(
+            f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}"
+        ) from None
 
 
 # --------------------------------------------------------------------------
@@ -165,7 +167,7 @@ def write_bytes(uri: str, data: bytes) -> None:
         stream.write(data)
 
 
-def read_bytes(uri: str) -> Optional[bytes]:
+def read_bytes(uri: str) -> bytes | None:
     import pyarrow.fs
 
     fs, path = _filesystem(uri)
@@ -210,6 +212,6 @@ def write_latest(storage: str, name: str, record: dict[str, Any]) -> None:
     write_bytes(join(experiment_uri(storage, name), LATEST_POINTER), json.dumps(record, indent=2).encode())
 
 
-def read_latest(storage: str, name: str) -> Optional[dict[str, Any]]:
+def read_latest(storage: str, name: str) -> dict[str, Any] | None:
     data = read_bytes(join(experiment_uri(storage, name), LATEST_POINTER))
     return json.loads(data) if data else None

@@ -27,8 +27,12 @@ class Cluster:
 
     def control(self, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "controlplane", *args], cwd=REPO_ROOT, env=env or self.env,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "controlplane", *args],
+            cwd=REPO_ROOT,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def client_env(self) -> dict[str, str]:
@@ -40,8 +44,11 @@ class Cluster:
 
         env = self.client_env()
         return boto3.client(
-            "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         )
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -96,7 +103,7 @@ def cluster(tmp_path_factory):
 def read_json_line(output: str, prefix: str) -> str:
     lines = [line for line in output.splitlines() if line.startswith(prefix)]
     assert lines, f"no '{prefix}' line in:\n{output[-3000:]}"
-    return lines[-1][len(prefix):].strip()
+    return lines[-1][len(prefix) :].strip()
 
 
 def load_json(path: Path):

@@ -32,12 +32,16 @@ def job_lines(output: str) -> list[str]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Running entrypoint for job"))
     end = next((i for i in range(len(lines) - 1, start, -1) if "WebSocket closed for job" in lines[i]), len(lines))
-    return [line for line in lines[start + 1:end] if line.strip()]
+    return [line for line in lines[start + 1 : end] if line.strip()]
 
 
 def ours(lines: list[str]) -> list[str]:
     """Drop Ray's own log lines (timestamps, actor-prefixed lines)."""
     return [line for line in lines if not re.match(r"^(\d{4}-\d\d-\d\d |\[\d{4}-|\x1b\[3\dm\(|\()", line)]
+
+
+def env_steps_of(progress_line: str) -> int:
+    return int(re.search(r"env_steps\s+([\d,]+)", progress_line).group(1).replace(",", ""))
 
 
 # ---------------------------------------------------------------- cluster-up
@@ -46,7 +50,11 @@ def ours(lines: list[str]) -> list[str]:
 def test_cluster_up_starts_a_head_a_cpu_group_and_a_gpu_group(cluster):
     status = cluster.control("status")
     assert status.returncode == 0, status.stdout + status.stderr
-    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines() if line.startswith("  ") and "ALIVE" in line}
+    rows = {
+        line.split()[0]: line.split()
+        for line in status.stdout.splitlines()
+        if line.startswith("  ") and "ALIVE" in line
+    }
     assert set(rows) == {"head", "cpu-workers", "gpu-workers"}
     assert rows["head"][2] == "0", "the head must take no training work (0 CPUs)"
     assert float(rows["cpu-workers"][2]) >= 2
@@ -59,8 +67,16 @@ def test_env_file_is_private_and_has_what_a_client_needs(cluster):
     env_file = cluster.state.env_file
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     env = cluster.state.read_env()
-    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "AWS_ENDPOINT_URL",
-                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RL_BUCKET", "RL_STORAGE_URI"):
+    for name in (
+        "RAY_ADDRESS",
+        "RAY_AUTH_MODE",
+        "RAY_AUTH_TOKEN_PATH",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "RL_BUCKET",
+        "RL_STORAGE_URI",
+    ):
         assert env.get(name), name
     assert env["RAY_ADDRESS"] == f"http://127.0.0.1:{cluster.env['DASHBOARD_PORT']}"
     assert env["RL_STORAGE_URI"].startswith(f"s3://{env['RL_BUCKET']}/")
@@ -81,8 +97,9 @@ def test_cluster_up_twice_says_already_up(cluster):
 
 def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     name = f"cartpole-{RUN}"
-    result = cluster.control("submit", "--", "python", "-m", "jobs.train", "--config", str(CARTPOLE.relative_to(REPO_ROOT)),
-                             "--name", name)
+    result = cluster.control(
+        "submit", "--", "python", "-m", "jobs.train", "--config", str(CARTPOLE.relative_to(REPO_ROOT)), "--name", name
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "+ ray job submit --address http://127.0.0.1:" in result.stdout
@@ -98,8 +115,11 @@ def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     prefix = checkpoint.removeprefix(f"s3://{bucket}/")
     keys = cluster.keys(prefix + "/")
     assert len(keys) >= 10, keys
-    assert any(key.endswith("learner_group/learner/rl_module/default_policy/module_state.pkl") or
-               "rl_module/default_policy" in key for key in keys)
+    assert any(
+        key.endswith("learner_group/learner/rl_module/default_policy/module_state.pkl")
+        or "rl_module/default_policy" in key
+        for key in keys
+    )
     assert f"{prefix}/experiment.yaml" in keys
     assert prefix.rsplit("/", 1)[0] + "/latest.json" in cluster.keys(prefix.rsplit("/", 1)[0])
     TRAINED["checkpoint"] = checkpoint
@@ -113,7 +133,9 @@ def test_plain_ray_job_submit_works_with_the_env_file(cluster):
         "python -m jobs.train --config jobs/experiments/ppo-cartpole.yaml --dry-run && ray job list"
     )
     env = {**cluster.env, "PATH": f"{os.path.dirname(sys.executable)}:{cluster.env['PATH']}"}
-    result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert '"num_learners": 1' in result.stdout
     assert "succeeded" in result.stdout + result.stderr
@@ -121,14 +143,24 @@ def test_plain_ray_job_submit_works_with_the_env_file(cluster):
 
 def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
     name = f"resume-{RUN}"
-    base = ["submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml",
-            "--name", name, "--set", "checkpoint.every_n_iterations=1"]
+    base = [
+        "submit",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--config",
+        "jobs/experiments/ppo-cartpole.yaml",
+        "--name",
+        name,
+        "--set",
+        "checkpoint.every_n_iterations=1",
+    ]
     first = cluster.control(*base, "--set", "stop.iterations=2")
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     first_lines = ours(job_lines(first.stdout))
     assert first_lines[-1].endswith(f"/{name}/checkpoint_000002")
-    steps_before = int(re.search(r"env_steps\s+([\d,]+)", [l for l in first_lines if l.startswith("iter ")][-1])
-                       .group(1).replace(",", ""))
+    steps_before = env_steps_of([line for line in first_lines if line.startswith("iter ")][-1])
 
     second = cluster.control(*base, "--set", "stop.iterations=3")
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
@@ -137,7 +169,7 @@ def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
     assert re.fullmatch(rf"resumed from s3://\S+/{name}/checkpoint_000002 at iteration 2", first_line), job_logs[:500]
     iterations = [line for line in ours(job_lines(second.stdout)) if line.startswith("iter ")]
     assert [line.split()[1] for line in iterations] == ["3"]
-    steps_after = int(re.search(r"env_steps\s+([\d,]+)", iterations[0]).group(1).replace(",", ""))
+    steps_after = env_steps_of(iterations[0])
     assert steps_after > steps_before
     assert ours(job_lines(second.stdout))[-1].endswith(f"/{name}/checkpoint_000003")
 
@@ -147,8 +179,9 @@ def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
 
 def test_evaluate_restores_from_s3_plays_450_and_writes_a_video(cluster, tmp_path):
     assert TRAINED, "needs the training test"
-    result = cluster.control("evaluate", "--checkpoint", TRAINED["checkpoint"], "--episodes", "5",
-                             "--output-dir", str(tmp_path))
+    result = cluster.control(
+        "evaluate", "--checkpoint", TRAINED["checkpoint"], "--episodes", "5", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     last = ours(job_lines(result.stdout))[-1]
     match = re.fullmatch(r"mean_return: ([\d.]+) std: ([\d.]+) episodes: 5 video: (s3://\S+\.gif)", last)
@@ -183,8 +216,18 @@ def _counts(cluster):
 )
 def test_bad_training_input_fails_before_anything_is_submitted(cluster, extra, expected):
     before = _counts(cluster)
-    result = cluster.control("submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml",
-                             "--name", f"bad-{RUN}", *extra)
+    result = cluster.control(
+        "submit",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--config",
+        "jobs/experiments/ppo-cartpole.yaml",
+        "--name",
+        f"bad-{RUN}",
+        *extra,
+    )
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
     assert "nothing was submitted" in result.stderr
@@ -217,8 +260,9 @@ def _env_copy(cluster, tmp_path, **changes):
 def test_wrong_s3_credentials_fail_before_submission(cluster, tmp_path):
     env = _env_copy(cluster, tmp_path, AWS_SECRET_ACCESS_KEY="not-the-secret")
     before = _counts(cluster)
-    result = cluster.control("submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml",
-                             env=env)
+    result = cluster.control(
+        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml", env=env
+    )
     assert result.returncode != 0
     assert "the secret key for access key" in result.stderr and "is wrong" in result.stderr
     assert "not-the-secret" not in result.stderr + result.stdout
@@ -229,8 +273,17 @@ def test_unreachable_cluster_address_fails_clearly(cluster, tmp_path):
     from controlplane.ports import free_port
 
     env = _env_copy(cluster, tmp_path, RAY_ADDRESS=f"http://127.0.0.1:{free_port()}")
-    result = cluster.control("submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml",
-                             env=env, timeout=120)
+    result = cluster.control(
+        "submit",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--config",
+        "jobs/experiments/ppo-cartpole.yaml",
+        env=env,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "cannot reach the Ray Jobs API at http://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr

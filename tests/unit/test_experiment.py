@@ -32,13 +32,22 @@ def test_shipped_cartpole_experiment_is_valid():
 
 
 def test_tutorial_keys_map_to_ray_260_names_with_a_note():
-    loaded = parse_experiment({
-        "name": "legacy", "env": "CartPole-v0",
-        "num_workers": 3, "num_gpus": 2, "lr": 0.001, "gamma": 0.95, "train_batch_size": 4000,
-        "sgd_minibatch_size": 256, "num_sgd_iter": 8, "num_envs_per_worker": 4,
-        "model": {"fcnet_hiddens": [32], "fcnet_activation": "linear", "vf_share_layers": True},
-        "stop": {"episode_reward_mean": 195, "timesteps_total": 100000, "time_total_s": 60},
-    })
+    loaded = parse_experiment(
+        {
+            "name": "legacy",
+            "env": "CartPole-v0",
+            "num_workers": 3,
+            "num_gpus": 2,
+            "lr": 0.001,
+            "gamma": 0.95,
+            "train_batch_size": 4000,
+            "sgd_minibatch_size": 256,
+            "num_sgd_iter": 8,
+            "num_envs_per_worker": 4,
+            "model": {"fcnet_hiddens": [32], "fcnet_activation": "linear", "vf_share_layers": True},
+            "stop": {"episode_reward_mean": 195, "timesteps_total": 100000, "time_total_s": 60},
+        }
+    )
     experiment = loaded.experiment
     assert experiment.env_runners.num_env_runners == 3
     assert experiment.env_runners.num_envs_per_env_runner == 4

@@ -25,8 +25,11 @@ def test_gpus_become_learners_with_one_gpu_each(gpus):
 def test_zero_gpus_means_remote_cpu_learners_on_the_cpu_group():
     plan = plan_for(0, num_learners=2)
     assert plan == {
-        "num_learners": 2, "num_gpus_per_learner": 0, "num_cpus_per_learner": 1,
-        "group": "cpu-workers", "train_batch_size_per_learner": 4000,
+        "num_learners": 2,
+        "num_gpus_per_learner": 0,
+        "num_cpus_per_learner": 1,
+        "group": "cpu-workers",
+        "train_batch_size_per_learner": 4000,
     }
 
 

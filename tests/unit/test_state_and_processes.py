@@ -53,7 +53,9 @@ def test_marker_search_finds_escaped_processes_only(tmp_path):
     marker = f"test-escaped-{time.time_ns()}"
     env = {**os.environ, processes.MARKER_VAR: marker}
     pid = processes.start_in_own_session([sys.executable, "-c", "import time; time.sleep(60)"], env, tmp_path / "log")
-    other = processes.start_in_own_session([sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ), tmp_path / "log2")
+    other = processes.start_in_own_session(
+        [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ), tmp_path / "log2"
+    )
     try:
         deadline = time.monotonic() + 10
         while not processes.processes_with_marker(marker) and time.monotonic() < deadline:

@@ -6,7 +6,9 @@ from jobs.common import storage
 from jobs.common.errors import UserError
 
 
-@pytest.mark.parametrize("uri", ["s3://rl-checkpoints/experiments", "s3://my.bucket-1", "/tmp/runs", "runs", "file:///tmp/x"])
+@pytest.mark.parametrize(
+    "uri", ["s3://rl-checkpoints/experiments", "s3://my.bucket-1", "/tmp/runs", "runs", "file:///tmp/x"]
+)
 def test_accepted_storage_uris(uri):
     storage.validate_storage_uri(uri)
 

@@ -1,0 +1,155 @@
+"""PPO on CartPole-v1: time from `ray job submit` to a mean return of 450.
+
+Runs, in one go and on the same local cluster: our experiment
+(jobs/experiments/ppo-cartpole.yaml through `python -m controlplane submit`),
+and plain RLlib PPO with its default settings (bench/plain_rllib_ppo.py,
+submitted the same way). Prints a table and writes bench/out/ppo_cartpole.json.
+
+    make bench                                   # starts a throw-away cluster, stops it after
+    .venv/bin/python bench/ppo_cartpole.py --seeds 0 1 2 --use-running-cluster
+
+Columns: wall_to_450_s is from the submit command's start to the progress
+line that reaches 450 (upload, driver start, algorithm build and training);
+train_s is jobs.train's own training time at that line (iterations and
+checkpoint writes, no build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from controlplane.ports import free_port  # noqa: E402
+
+PROGRESS = re.compile(r"iter\s+(\d+) \| env_steps\s+([\d,]+) \| return\s+([\d.]+|n/a) \|.*train_time\s+([\d.]+)s")
+TARGET = 450.0
+
+
+def run_job(entrypoint: list[str], env: dict[str, str]) -> dict:
+    """Submit, stream, and time the first progress line at or above TARGET."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "submit", "--", *entrypoint],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    reached = None
+    last = None
+    for line in process.stdout:
+        match = PROGRESS.search(line)
+        if not match:
+            continue
+        iteration, steps, ret, train_s = match.groups()
+        last = {
+            "iterations": int(iteration),
+            "env_steps": int(steps.replace(",", "")),
+            "return": None if ret == "n/a" else float(ret),
+            "train_s": float(train_s),
+        }
+        if reached is None and last["return"] is not None and last["return"] >= TARGET:
+            reached = {**last, "wall_to_450_s": round(time.monotonic() - started, 1)}
+            print(f"    reached {last['return']:.1f} at {last['env_steps']} env steps", flush=True)
+    status = process.wait()
+    return {
+        "exit_status": status,
+        "reached": reached is not None,
+        **(reached or last or {}),
+        "wall_total_s": round(time.monotonic() - started, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--skip-plain", action="store_true", help="only our experiment")
+    parser.add_argument("--use-running-cluster", action="store_true", help="use .cluster/env instead of a new cluster")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "ppo_cartpole.json")
+    args = parser.parse_args()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_", "RL_"))}
+    own_cluster = not args.use_running_cluster
+    if own_cluster:
+        env["CLUSTER_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-cluster-")
+        env["DASHBOARD_PORT"] = str(free_port())
+        print("starting a local cluster for the benchmark", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "controlplane", "up"], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    rows = []
+    try:
+        for seed in args.seeds:
+            print(f"ours, seed {seed}: jobs/experiments/ppo-cartpole.yaml", flush=True)
+            result = run_job(
+                [
+                    "python",
+                    "-m",
+                    "jobs.train",
+                    "--config",
+                    "jobs/experiments/ppo-cartpole.yaml",
+                    "--name",
+                    f"bench-{stamp}-s{seed}",
+                    "--set",
+                    f"seed={seed}",
+                ],
+                env,
+            )
+            rows.append({"run": "ours (ppo-cartpole.yaml)", "seed": seed, **result})
+            if not args.skip_plain:
+                print(f"plain RLlib PPO defaults, seed {seed}", flush=True)
+                result = run_job(["python", "bench/plain_rllib_ppo.py", "--seed", str(seed)], env)
+                rows.append({"run": "plain RLlib PPO defaults", "seed": seed, **result})
+    finally:
+        if own_cluster:
+            subprocess.run(
+                [sys.executable, "-m", "controlplane", "down"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL
+            )
+
+    header = (
+        f"{'run':<28} {'seed':>4} {'reached':>7} {'wall_to_450_s':>13} {'train_s':>8} {'env_steps':>9} {'iters':>5}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for row in rows:
+        print(
+            f"{row['run']:<28} {row['seed']:>4} {str(row['reached']):>7} {row.get('wall_to_450_s', '-'):>13} "
+            f"{row.get('train_s', '-'):>8} {row.get('env_steps', '-'):>9} {row.get('iterations', '-'):>5}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "ppo_cartpole",
+                "target_return": TARGET,
+                "when": stamp,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {os.path.relpath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
