@@ -100,15 +100,26 @@ def stop_groups(pgids: Iterable[int], grace_s: float = 5.0) -> None:
     for pgid in pgids:
         if _group_alive(pgid):
             _signal_group(pgid, signal.SIGKILL)
+    # SIGKILL is not instant: wait (bounded) until the groups are really gone.
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_group_alive(p) for p in pgids):
+        _reap()
+        time.sleep(0.05)
     _reap()
 
 
-def kill_pids(pids: Iterable[int]) -> None:
+def kill_pids(pids: Iterable[int], wait_s: float = 5.0) -> None:
+    """SIGKILL each PID and wait (bounded) until it is gone."""
+    pids = list(pids)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(is_alive(pid) for pid in pids):
+        _reap()
+        time.sleep(0.05)
     _reap()
 
 

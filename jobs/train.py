@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -172,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _env_storage() -> str | None:
-    import os
-
     return os.environ.get(storage.STORAGE_ENV_VAR)
 
 

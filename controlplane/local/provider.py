@@ -30,7 +30,8 @@ from jobs.common.placement import HEAD_GROUP
 DEFAULT_BUCKET = "rl-checkpoints"
 STORAGE_PREFIX = "experiments"
 S3_REGION = "us-east-1"
-NODE_TIMEOUT_S = 120.0
+NODE_TIMEOUT_S = 150.0
+WORKER_RETRY_S = 60.0
 
 # Variables of the caller's environment that must not leak into the servers:
 # a sourced env file of another cluster would point them elsewhere.
@@ -185,24 +186,40 @@ class LocalProvider:
             s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], credentials)
         except TimeoutError as err:
             raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
-        self._wait_for_nodes(state, expected=len(groups))
+        self._wait_for_nodes(state, env)
 
-    def _wait_for_nodes(self, state: dict[str, Any], expected: int) -> None:
-        deadline = time.monotonic() + NODE_TIMEOUT_S
-        alive: list[dict] = []
-        while time.monotonic() < deadline:
-            for name, pid in state["pids"].items():
-                if not processes.is_alive(pid):
-                    raise ClusterError(self._died_message(name, "it exited during start-up"))
+    def _wait_for_nodes(self, state: dict[str, Any], env: dict[str, str]) -> None:
+        """Until every group has an ALIVE node. A worker node that dies or has
+        not registered after WORKER_RETRY_S is started again, once: on a busy
+        2-core machine a raylet occasionally misses its registration window."""
+        groups = {group.name: group for group in local_groups()}
+        started = time.monotonic()
+        retried: set[str] = set()
+        missing = list(groups)
+        while time.monotonic() - started < NODE_TIMEOUT_S:
             try:
-                alive = [n for n in list_nodes(state) if n["state"] == "ALIVE"]
+                alive = {n["group"] for n in list_nodes(state) if n["state"] == "ALIVE"}
             except Exception:  # the dashboard is still starting
-                alive = []
-            if len(alive) >= expected:
+                alive = set()
+            missing = [name for name in groups if name not in alive]
+            if not missing:
                 return
+            for name in missing:
+                died = not processes.is_alive(state["pids"][name])
+                slow = time.monotonic() - started > WORKER_RETRY_S
+                if not (died or slow):
+                    continue
+                if name == HEAD_GROUP or name in retried:
+                    if died:
+                        raise ClusterError(self._died_message(name, "it exited during start-up"))
+                    continue
+                _say(f"{name}: {'exited' if died else 'not registered yet'}; starting it again")
+                processes.stop_groups([state["pids"][name]], grace_s=2.0)
+                retried.add(name)
+                self._start_node(state, groups[name], env)
             time.sleep(0.5)
         raise ClusterError(
-            f"only {len(alive)} of {expected} Ray nodes came up within {NODE_TIMEOUT_S:.0f}s; "
+            f"Ray nodes of {', '.join(missing)} did not come up within {NODE_TIMEOUT_S:.0f}s; "
             f"see the logs in {self.state_dir.logs}"
         )
 
@@ -220,7 +237,7 @@ class LocalProvider:
         for group in local_groups():
             if group.name in missing:
                 self._start_node(state, group, env)
-        self._wait_for_nodes(state, expected=len(local_groups()))
+        self._wait_for_nodes(state, env)
         self._write_env(state)
         _say(f"repaired: {', '.join(missing)} back")
         self.status()
@@ -285,10 +302,8 @@ class LocalProvider:
         if remaining:
             raise ClusterError(f"processes of this cluster are still running after SIGKILL: {remaining}")
         if not quiet:
-            _say(
-                f"stopped: {', '.join(pids)} ({len(pids) + len(leftovers)} process groups); "
-                f"S3 data kept in {self.state_dir.s3_data}"
-            )
+            escaped = f"; {len(leftovers)} escaped helper processes killed" if leftovers else ""
+            _say(f"stopped: {', '.join(pids)}{escaped}; S3 data kept in {self.state_dir.s3_data}")
         return 0
 
     # ------------------------------------------------------------------ status
