@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs.common import storage
+from jobs.common import report, storage
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.experiment import Experiment, load_experiment
 from jobs.common.ppo import build_ppo_config, learner_plan, resolved_settings
@@ -194,6 +194,9 @@ def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: 
     )
 
     every = experiment.checkpoint.every_n_iterations
+    experiment_uri = storage.experiment_uri(storage_uri, experiment.name)
+    # Iterations after the checkpoint we resume from were lost with the run that made them.
+    history = [row for row in report.load_progress(experiment_uri) if row["iteration"] <= state["iteration"]]
     steps_before = state["env_steps"]
     time_before = state["time_s"]
     run_started = time.monotonic()
@@ -210,11 +213,15 @@ def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: 
             ret = episode_return(result)
             state["episode_return_mean"] = None if math.isnan(ret) else ret
             state["time_s"] = time_before + (time.monotonic() - run_started)
-            print(
-                progress_line(
-                    state["iteration"], state["env_steps"], ret, time.monotonic() - iter_started, state["time_s"]
-                ),
-                flush=True,
+            iter_s = time.monotonic() - iter_started
+            print(progress_line(state["iteration"], state["env_steps"], ret, iter_s, state["time_s"]), flush=True)
+            history.append(
+                {
+                    "iteration": state["iteration"],
+                    "env_steps": state["env_steps"],
+                    "episode_return_mean": ret,
+                    "train_time_s": round(state["time_s"], 3),
+                }
             )
             reason = stop_reason(
                 experiment, iteration=state["iteration"], env_steps=state["env_steps"], ret=ret, time_s=state["time_s"]
@@ -223,13 +230,36 @@ def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: 
             if due:
                 state["finished"] = reason is not None
                 state["stop_reason"] = reason
+                report.save_progress(experiment_uri, history)
                 checkpoint = save_checkpoint(algo, experiment, storage_uri, state)
                 saved_at_iteration = state["iteration"]
     finally:
         algo.stop()
-    print(f"stopped: {reason}; checkpoint at iteration {saved_at_iteration}", flush=True)
     # Shut Ray down first so that no actor's log line lands after the last line.
     ray.shutdown()
+
+    curve = storage.join(experiment_uri, "learning_curve.png")
+    storage.write_bytes(
+        curve,
+        report.learning_curve_png(
+            history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean
+        ),
+    )
+    print("summary:")
+    print(
+        report.summary_table(
+            [
+                ("iterations", str(state["iteration"])),
+                ("env_steps", f"{state['env_steps']:,}"),
+                ("return", "n/a" if state["episode_return_mean"] is None else f"{state['episode_return_mean']:.1f}"),
+                ("train_time", f"{state['time_s']:.1f}s"),
+                ("stopped", str(reason)),
+                ("checkpointed", f"iteration {saved_at_iteration}"),
+                ("learning_curve", curve),
+            ]
+        ),
+        flush=True,
+    )
     if checkpoint is None:
         print("checkpoint: none (checkpoint.at_end is off and no interval was reached)", flush=True)
         return 0

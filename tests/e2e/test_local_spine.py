@@ -121,7 +121,10 @@ def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
         for key in keys
     )
     assert f"{prefix}/experiment.yaml" in keys
-    assert prefix.rsplit("/", 1)[0] + "/latest.json" in cluster.keys(prefix.rsplit("/", 1)[0])
+    experiment_keys = cluster.keys(prefix.rsplit("/", 1)[0] + "/")
+    for name_in_bucket in ("latest.json", "progress.csv", "learning_curve.png", "experiment.yaml"):
+        assert f"{prefix.rsplit('/', 1)[0]}/{name_in_bucket}" in experiment_keys
+    assert "summary:" in lines
     TRAINED["checkpoint"] = checkpoint
     TRAINED["name"] = name
 
@@ -172,6 +175,9 @@ def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
     steps_after = env_steps_of(iterations[0])
     assert steps_after > steps_before
     assert ours(job_lines(second.stdout))[-1].endswith(f"/{name}/checkpoint_000003")
+    bucket = cluster.client_env()["RL_BUCKET"]
+    progress = cluster.s3().get_object(Bucket=bucket, Key=f"experiments/{name}/progress.csv")["Body"].read().decode()
+    assert [row.split(",")[0] for row in progress.splitlines()[1:]] == ["1", "2", "3"]
 
 
 # ---------------------------------------------------------------- evaluate
