@@ -3,7 +3,7 @@
 #
 #   make demo                      cluster-up + train + evaluate (the quick start)
 #   make cluster-up | cluster-status | cluster-down
-#   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M]
+#   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
 #   make evaluate [CHECKPOINT=s3://...]
 #   make test | test-all | bench | lock
 
@@ -20,6 +20,7 @@ CHECKPOINT ?=
 EPISODES ?= 10
 GPUS ?=
 WORKERS ?=
+GPU_FALLBACK ?=
 DASHBOARD_PORT ?= 8265
 export PROVIDER DASHBOARD_PORT
 
@@ -46,8 +47,8 @@ cluster-status: venv  ## nodes, worker groups, S3 endpoint
 cluster-down: venv  ## stop exactly what cluster-up started (S3 data is kept)
 	$(CONTROL) down
 
-train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M)
-	$(CONTROL) submit -- python -m jobs.train --config $(EXPERIMENT)$(if $(GPUS), --num-gpus $(GPUS))$(if $(WORKERS), --num-workers $(WORKERS))
+train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M, GPU_FALLBACK=cpu)
+	$(CONTROL) submit -- python -m jobs.train --config $(EXPERIMENT)$(if $(GPUS), --num-gpus $(GPUS))$(if $(WORKERS), --num-workers $(WORKERS))$(if $(GPU_FALLBACK), --gpu-fallback $(GPU_FALLBACK))
 
 evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in results/
 	$(CONTROL) evaluate $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--config $(EXPERIMENT)) --episodes $(EPISODES)

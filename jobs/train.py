@@ -20,10 +20,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs.common import report, storage
+from jobs.common import capacity, report, storage
+from jobs.common.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.experiment import Experiment, load_experiment
-from jobs.common.ppo import build_ppo_config, learner_plan, resolved_settings
+from jobs.common.ppo import build_ppo_config, learner_plan, placement_plan, resolved_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storage", help="s3://bucket/prefix or a local directory (default: $RL_STORAGE_URI)")
     parser.add_argument("--num-workers", type=int, help="env runners (env_runners.num_env_runners)")
     parser.add_argument("--num-gpus", type=int, help="GPU learners, one GPU each (learners.num_gpus)")
+    parser.add_argument(
+        "--gpu-fallback",
+        choices=("none", "cpu"),
+        help="cpu: where the GPU group has no GPUs, run the GPU learners on CPU in the same place",
+    )
     parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved Ray settings as JSON")
     parser.add_argument("--check", action="store_true", help="validate the experiment and its storage, then exit")
     return parser.parse_args(argv)
@@ -53,16 +59,23 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
         "storage": args.storage,
         "env_runners.num_env_runners": args.num_workers,
         "learners.num_gpus": args.num_gpus,
+        "learners.gpu_fallback": args.gpu_fallback,
     }
     overrides += [f"{key}={json.dumps(value)}" for key, value in shortcuts.items() if value is not None]
     return overrides
 
 
-def check_ray_config(experiment: Experiment, use_groups: bool = True):
-    """Build and validate the PPOConfig; Ray's own checks become UserErrors."""
+def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | None, use_groups: bool = True):
+    """Check the plan against the cluster's capacity, then build and validate
+    the PPOConfig; Ray's own checks become UserErrors too."""
     try:
-        learner_plan(experiment)
-        config = build_ppo_config(experiment, use_groups=use_groups)
+        plan = placement_plan(experiment, groups)
+    except ValueError as err:
+        raise UserError(f"experiment '{experiment.name}': {err}") from None
+    if groups is not None:
+        check_fits(plan, groups)
+    try:
+        config = build_ppo_config(experiment, use_groups=use_groups, groups=groups)
         config.validate()
     except (ValueError, TypeError) as err:
         raise UserError(f"experiment '{experiment.name}': Ray rejects the settings: {err}") from None
@@ -131,14 +144,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for note in loaded.notes:
             print(note, file=sys.stderr)
-        config = check_ray_config(experiment)
+        groups = capacity.from_env()
+        config = check_ray_config(experiment, groups)
         configured = experiment.storage or _env_storage()
         plan = {
             "experiment": experiment.name,
             "storage": storage.resolve_storage(configured) if configured else None,
             "stop": experiment.stop.model_dump(exclude_none=True),
             "checkpoint": experiment.checkpoint.model_dump(),
-            "ray": resolved_settings(experiment, config),
+            "ray": resolved_settings(experiment, config, groups),
+            "cluster_capacity": {name: vars(group) for name, group in groups.items()}
+            if groups
+            else f"unknown (no {capacity.CAPACITY_ENV_VAR}; `source .cluster/env` to check against a cluster)",
         }
         print(json.dumps(plan, indent=2))
         return 0
@@ -151,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         # The first line of a resumed run says so (before Ray logs anything).
         print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
         state.update({k: latest[k] for k in state if k in latest})
-    check_ray_config(experiment)
+    groups = capacity.from_env()
+    check_ray_config(experiment, groups)
     if args.check:
         return 0
     for note in loaded.notes:
@@ -169,14 +187,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoint: {latest['checkpoint']}", flush=True)
         return 0
 
-    return train(experiment, storage_uri, latest, state)
+    return train(experiment, storage_uri, latest, state, groups)
 
 
 def _env_storage() -> str | None:
     return os.environ.get(storage.STORAGE_ENV_VAR)
 
 
-def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: dict[str, Any]) -> int:
+def train(
+    experiment: Experiment,
+    storage_uri: str,
+    latest: dict | None,
+    state: dict[str, Any],
+    groups: dict[str, GroupCapacity] | None,
+) -> int:
     import ray
 
     from jobs.common.placement import cluster_has_groups
@@ -185,7 +209,14 @@ def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: 
     use_groups = cluster_has_groups(ray.cluster_resources())
     if not use_groups:
         print("note: this Ray cluster advertises no worker groups (cpu_group/gpu_group); Ray places components freely")
-    algo = build_ppo_config(experiment, use_groups=use_groups).build_algo()
+    plan = learner_plan(experiment, groups)
+    suffix = ""
+    if plan["cpu_stand_in"]:
+        suffix = f" | cpu stand-in for {plan['num_learners']} GPU learners"
+        print(
+            f"note: the GPU group has no GPUs here: {plan['num_learners']} CPU learners stand in (--gpu-fallback cpu)"
+        )
+    algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
     if latest:
         algo.restore_from_path(latest["checkpoint"])
     storage.write_bytes(
@@ -214,7 +245,9 @@ def train(experiment: Experiment, storage_uri: str, latest: dict | None, state: 
             state["episode_return_mean"] = None if math.isnan(ret) else ret
             state["time_s"] = time_before + (time.monotonic() - run_started)
             iter_s = time.monotonic() - iter_started
-            print(progress_line(state["iteration"], state["env_steps"], ret, iter_s, state["time_s"]), flush=True)
+            print(
+                progress_line(state["iteration"], state["env_steps"], ret, iter_s, state["time_s"]) + suffix, flush=True
+            )
             history.append(
                 {
                     "iteration": state["iteration"],

@@ -4,12 +4,14 @@ work, a CPU worker group and a GPU worker group, each a separate Ray node.
 Each group advertises its custom resource (jobs.common.placement), which is
 how jobs put env runners on CPU nodes and learners on GPU nodes. The GPU
 group is started even on a machine without GPUs, so that placement can be
-tested; it then advertises 0 GPUs (Ray's own detection), never fake ones.
+tested; it then advertises the GPUs nvidia-smi lists: 0, never fake ones.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 from jobs.common.placement import CPU_GROUP, GPU_GROUP, GROUP_CAPACITY, GROUP_RESOURCES, HEAD_GROUP
@@ -28,8 +30,21 @@ class NodeGroup:
     object_store_bytes: int = 512 * 1024**2
 
 
+def detect_gpus() -> int:
+    """NVIDIA GPUs on this machine (what Ray would detect), 0 without a driver."""
+    nvidia_smi = shutil.which("nvidia-smi")
+    if not nvidia_smi:
+        return 0
+    try:
+        listing = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
 def local_groups() -> list[NodeGroup]:
     cpus = max(2, os.cpu_count() or 2)
+    gpus = detect_gpus()
     return [
         NodeGroup(
             HEAD_GROUP,
@@ -39,8 +54,20 @@ def local_groups() -> list[NodeGroup]:
             object_store_bytes=256 * 1024**2,
         ),
         NodeGroup(CPU_GROUP, num_cpus=cpus, num_gpus=0, resources={GROUP_RESOURCES[CPU_GROUP]: GROUP_CAPACITY}),
-        NodeGroup(GPU_GROUP, num_cpus=1, num_gpus=None, resources={GROUP_RESOURCES[GPU_GROUP]: GROUP_CAPACITY}),
+        # Two CPUs at least, so that two learners (GPU ones, or their CPU
+        # stand-ins on a machine without GPUs) fit on the group's node.
+        NodeGroup(
+            GPU_GROUP,
+            num_cpus=max(2, gpus),
+            num_gpus=gpus,
+            resources={GROUP_RESOURCES[GPU_GROUP]: GROUP_CAPACITY},
+        ),
     ]
+
+
+def capacity(groups: list[NodeGroup]) -> dict[str, dict[str, float]]:
+    """What each group can ever offer (fixed nodes here: one node per group)."""
+    return {g.name: {"max_nodes": 1, "cpus": g.num_cpus, "gpus": g.num_gpus or 0} for g in groups}
 
 
 def group_of(resources: dict[str, float]) -> str:

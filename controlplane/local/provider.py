@@ -23,8 +23,10 @@ from controlplane import processes
 from controlplane.errors import ClusterError
 from controlplane.local import raynodes, s3server
 from controlplane.local.groups import NodeGroup, group_of, local_groups
+from controlplane.local.groups import capacity as group_capacity
 from controlplane.ports import free_ports, port_in_use, wait_for_port
 from controlplane.state import StateDir
+from jobs.common import capacity
 from jobs.common.placement import HEAD_GROUP
 
 DEFAULT_BUCKET = "rl-checkpoints"
@@ -138,6 +140,8 @@ class LocalProvider:
                 "AWS_REGION": S3_REGION,
                 "RL_BUCKET": state["bucket"],
                 "RL_STORAGE_URI": state["storage_uri"],
+                # What each worker group can ever offer: jobs check their plan against it.
+                capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(local_groups())),
                 "PYTHONUNBUFFERED": "1",
                 # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
                 "RAY_raylet_start_wait_time_s": "120",
@@ -262,6 +266,7 @@ class LocalProvider:
             "AWS_REGION": S3_REGION,
             "RL_BUCKET": state["bucket"],
             "RL_STORAGE_URI": state["storage_uri"],
+            capacity.CAPACITY_ENV_VAR: env[capacity.CAPACITY_ENV_VAR],
             "CLUSTER_STATE_DIR": str(self.state_dir.root),
         }
         header = (

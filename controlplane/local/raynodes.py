@@ -59,9 +59,7 @@ def node_command(
     # folder, or one node's runtime-env agent re-extracts a job's working dir
     # under the feet of a driver running on another.
     cmd += [f"--temp-dir={temp_dir / group.name}"]
-    cmd += [f"--num-cpus={group.num_cpus}"]
-    if group.num_gpus is not None:
-        cmd += [f"--num-gpus={group.num_gpus}"]
+    cmd += [f"--num-cpus={group.num_cpus}", f"--num-gpus={group.num_gpus}"]
     cmd += [
         f"--resources={json.dumps(group.resources, separators=(',', ':'))}",
         f"--object-store-memory={group.object_store_bytes}",

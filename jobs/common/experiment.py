@@ -53,10 +53,22 @@ class EnvRunners(_Section):
 
 class Learners(_Section):
     """Learning: `num_gpus` is the one knob. N > 0 means N remote learners with
-    one GPU each; 0 means `num_learners` remote CPU learners."""
+    one GPU each, on the GPU worker group; 0 means `num_learners` remote CPU
+    learners on the CPU worker group.
+
+    `gpu_fallback: cpu` runs N > 0 with CPU learners, still on the GPU group,
+    where that group has no real GPUs (a CPU-only laptop): same placement,
+    said on every progress line. The speed options help on GPUs and are off
+    by default because they slow small CPU learners down.
+    """
 
     num_gpus: int = Field(0, ge=0, le=1024)
     num_learners: int = Field(1, ge=1, le=1024)
+    gpu_fallback: Literal["none", "cpu"] = "none"
+    # torch.compile of the learner's forward_train (RLlib's torch_compile_learner).
+    torch_compile: bool = False
+    # bfloat16 autocast in the learner's forward and loss; weights stay float32.
+    mixed_precision: bool = False
 
 
 class Training(_Section):

@@ -1,27 +1,37 @@
-"""Experiment -> Ray 2.60 `PPOConfig` (new API stack only)."""
+"""Experiment -> a placement plan -> Ray 2.60 `PPOConfig` (new API stack only)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from jobs.common.capacity import GroupCapacity, has_real_gpus
 from jobs.common.experiment import Experiment
 from jobs.common.placement import CPU_GROUP, GPU_GROUP, group_request
 
 
-def learner_plan(experiment: Experiment) -> dict[str, Any]:
+def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
     """`num_gpus: N` -> N remote learners with one GPU each; 0 -> CPU learners.
 
     The experiment's train_batch_size is the total per update; Ray 2.60 wants
-    it per learner, so it is split evenly and the effective batch stays the
-    same whatever the number of learners.
+    it per learner, so it is split evenly: changing N keeps the effective batch
+    (and so the learning behaviour) the same; each learner computes gradients
+    on its share and they are averaged (DDP) before every step.
+
+    With `gpu_fallback: cpu` on a cluster whose GPU group has no GPUs, the N
+    learners keep their place on the GPU group but run on CPU ("stand_in").
     """
-    gpus = experiment.learners.num_gpus
-    num_learners = gpus if gpus > 0 else experiment.learners.num_learners
+    learners = experiment.learners
+    gpus = learners.num_gpus
+    stand_in = gpus > 0 and learners.gpu_fallback == "cpu" and groups is not None and not has_real_gpus(groups)
+    num_learners = gpus if gpus > 0 else learners.num_learners
     plan: dict[str, Any] = {
         "num_learners": num_learners,
-        "num_gpus_per_learner": 1 if gpus > 0 else 0,
+        "num_gpus_per_learner": 1 if gpus > 0 and not stand_in else 0,
         "num_cpus_per_learner": 1,
         "group": GPU_GROUP if gpus > 0 else CPU_GROUP,
+        "cpu_stand_in": stand_in,
+        "torch_compile": learners.torch_compile,
+        "mixed_precision": learners.mixed_precision,
     }
     total = experiment.training.train_batch_size
     if total is not None:
@@ -31,13 +41,26 @@ def learner_plan(experiment: Experiment) -> dict[str, Any]:
     return plan
 
 
-def build_ppo_config(experiment: Experiment, use_groups: bool = True):
+def placement_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
+    runners = experiment.env_runners
+    return {
+        "learners": learner_plan(experiment, groups),
+        "env_runners": {
+            "num_env_runners": runners.num_env_runners,
+            "num_cpus_per_env_runner": runners.num_cpus_per_env_runner,
+            "group": CPU_GROUP,
+        },
+        "driver": "head",
+    }
+
+
+def build_ppo_config(experiment: Experiment, use_groups: bool = True, groups: dict[str, GroupCapacity] | None = None):
     """The PPOConfig for this experiment. `use_groups` pins components to
     worker groups (see jobs.common.placement); off on a plain Ray cluster."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    learners = learner_plan(experiment)
+    learners = learner_plan(experiment, groups)
     runners = experiment.env_runners
     training = experiment.training.given()
     training.pop("train_batch_size", None)
@@ -52,6 +75,8 @@ def build_ppo_config(experiment: Experiment, use_groups: bool = True):
         .env_runners(
             num_env_runners=runners.num_env_runners,
             num_envs_per_env_runner=runners.num_envs_per_env_runner,
+            # "auto": total batch / (runners x envs per runner), so that one
+            # round of sampling fills exactly one update's batch.
             rollout_fragment_length=runners.rollout_fragment_length,
             num_cpus_per_env_runner=runners.num_cpus_per_env_runner,
             custom_resources_per_env_runner=group_request(CPU_GROUP) if use_groups else {},
@@ -74,12 +99,18 @@ def build_ppo_config(experiment: Experiment, use_groups: bool = True):
         .reporting(metrics_num_episodes_for_smoothing=experiment.metrics_smoothing_episodes)
         .debugging(seed=experiment.seed)
     )
+    if learners["torch_compile"]:
+        config.framework(torch_compile_learner=True)
+    if learners["mixed_precision"]:
+        from jobs.common.learners import MixedPrecisionPPOTorchLearner
+
+        config.learners(learner_class=MixedPrecisionPPOTorchLearner)
     return config
 
 
-def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
+def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
     """The Ray 2.60 settings that matter, as `--dry-run` prints them."""
-    learners = learner_plan(experiment)
+    plan = placement_plan(experiment, groups)
     model = config.model_config  # a dict once set through rl_module(model_config=...)
     return {
         "algorithm": "PPO",
@@ -89,6 +120,7 @@ def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
             "num_env_runners": config.num_env_runners,
             "num_envs_per_env_runner": config.num_envs_per_env_runner,
             "rollout_fragment_length": config.rollout_fragment_length,
+            "rollout_fragment_length_resolved": config.get_rollout_fragment_length(),
             "num_cpus_per_env_runner": config.num_cpus_per_env_runner,
             "custom_resources_per_env_runner": config.custom_resources_per_env_runner,
         },
@@ -97,6 +129,9 @@ def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
             "num_gpus_per_learner": config.num_gpus_per_learner,
             "num_cpus_per_learner": config.num_cpus_per_learner,
             "custom_resources_per_learner": config.custom_resources_per_learner,
+            "cpu_stand_in_for_gpus": plan["learners"]["cpu_stand_in"],
+            "torch_compile_learner": config.torch_compile_learner,
+            "mixed_precision_bf16": plan["learners"]["mixed_precision"],
         },
         "training": {
             "gamma": config.gamma,
@@ -105,6 +140,7 @@ def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
             "train_batch_size_per_learner": config.train_batch_size_per_learner,
             "total_train_batch_size": config.total_train_batch_size,
             "minibatch_size": config.minibatch_size,
+            "minibatches_per_epoch": max(1, config.train_batch_size_per_learner // config.minibatch_size),
             "num_epochs": config.num_epochs,
             "clip_param": config.clip_param,
             "vf_clip_param": config.vf_clip_param,
@@ -123,9 +159,9 @@ def resolved_settings(experiment: Experiment, config) -> dict[str, Any]:
             }
         },
         "placement": {
-            "env_runners": CPU_GROUP,
-            "learners": learners["group"],
-            "driver": "head",
+            "env_runners": plan["env_runners"]["group"],
+            "learners": plan["learners"]["group"],
+            "driver": plan["driver"],
         },
         "seed": config.seed,
         "metrics_num_episodes_for_smoothing": config.metrics_num_episodes_for_smoothing,

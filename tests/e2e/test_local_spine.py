@@ -344,10 +344,6 @@ def test_cluster_down_stops_everything_and_the_bucket_survives_a_restart(cluster
 
     up = cluster.control("up", timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
-    marker = cluster.state.load()["cluster_id"]
-    cluster.markers.add(marker)
+    cluster.markers.add(cluster.state.load()["cluster_id"])
     assert set(cluster.keys(f"experiments/{TRAINED['name']}/")) == keys_before
-
-    down = cluster.control("down")
-    assert down.returncode == 0
-    assert processes.processes_with_marker(marker) == []
+    # Left up: the session fixture stops it (and checks again) after the last test.

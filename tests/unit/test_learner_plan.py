@@ -1,47 +1,62 @@
-"""`num_gpus: N` -> N remote learners, one GPU each, same effective batch."""
+"""One knob: `num_gpus: N` -> N remote learners, one GPU each, same effective
+batch; placement on the worker groups; the plan checked against capacity."""
 
 import pytest
 
+from jobs.common.capacity import GroupCapacity, check_fits, from_env, to_env
+from jobs.common.errors import UserError
 from jobs.common.experiment import parse_experiment
-from jobs.common.ppo import build_ppo_config, learner_plan
+from jobs.common.ppo import build_ppo_config, learner_plan, placement_plan
 
 BASE = {"name": "t", "env": "CartPole-v1", "stop": {"iterations": 1}, "training": {"train_batch_size": 8000}}
 
 
-def plan_for(gpus: int, **learners):
-    experiment = parse_experiment({**BASE, "learners": {"num_gpus": gpus, **learners}}).experiment
-    return learner_plan(experiment)
+def experiment(**learners):
+    return parse_experiment({**BASE, "learners": learners}).experiment
+
+
+def cluster(gpus_per_node=0, gpu_nodes=1, cpus=2, gpu_group_cpus=2):
+    return {
+        "cpu-workers": GroupCapacity("cpu-workers", 1, cpus, 0),
+        "gpu-workers": GroupCapacity("gpu-workers", gpu_nodes, gpu_group_cpus, gpus_per_node),
+    }
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
-def test_gpus_become_learners_with_one_gpu_each(gpus):
-    plan = plan_for(gpus)
+def test_gpus_become_learners_with_one_gpu_each_and_the_same_total_batch(gpus):
+    plan = learner_plan(experiment(num_gpus=gpus))
     assert plan["num_learners"] == gpus
     assert plan["num_gpus_per_learner"] == 1
     assert plan["group"] == "gpu-workers"
     assert plan["train_batch_size_per_learner"] * gpus == 8000
+    assert plan["cpu_stand_in"] is False
 
 
 def test_zero_gpus_means_remote_cpu_learners_on_the_cpu_group():
-    plan = plan_for(0, num_learners=2)
-    assert plan == {
-        "num_learners": 2,
-        "num_gpus_per_learner": 0,
-        "num_cpus_per_learner": 1,
-        "group": "cpu-workers",
-        "train_batch_size_per_learner": 4000,
-    }
+    plan = learner_plan(experiment(num_gpus=0, num_learners=2))
+    assert (plan["num_learners"], plan["num_gpus_per_learner"], plan["group"]) == (2, 0, "cpu-workers")
+    assert plan["train_batch_size_per_learner"] == 4000
+
+
+def test_legacy_num_gpus_key_is_the_same_knob():
+    loaded = parse_experiment({**BASE, "num_gpus": 4})
+    assert learner_plan(loaded.experiment)["num_learners"] == 4
+    assert any("'num_gpus' is now 'learners.num_gpus'" in note for note in loaded.notes)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "two"])
+def test_bad_gpu_counts_are_refused(value):
+    with pytest.raises(UserError, match="learners.num_gpus"):
+        experiment(num_gpus=value)
 
 
 def test_batch_that_does_not_split_evenly_is_refused():
-    experiment = parse_experiment({**BASE, "learners": {"num_gpus": 3}}).experiment
     with pytest.raises(ValueError, match="divide evenly over 3 learners"):
-        learner_plan(experiment)
+        learner_plan(experiment(num_gpus=3))
 
 
 def test_ray_config_places_components_on_their_groups():
-    experiment = parse_experiment({**BASE, "learners": {"num_gpus": 2}}).experiment
-    config = build_ppo_config(experiment)
+    config = build_ppo_config(experiment(num_gpus=2))
     assert config.num_learners == 2
     assert config.num_gpus_per_learner == 1
     assert config.custom_resources_per_learner == {"gpu_group": 0.001}
@@ -51,7 +66,49 @@ def test_ray_config_places_components_on_their_groups():
 
 
 def test_plain_ray_cluster_gets_no_group_resources():
-    experiment = parse_experiment(BASE).experiment
-    config = build_ppo_config(experiment, use_groups=False)
+    config = build_ppo_config(experiment(), use_groups=False)
     assert config.custom_resources_per_learner == {}
     assert config.custom_resources_per_env_runner == {}
+
+
+def test_more_gpus_than_any_group_offers_names_the_groups():
+    with pytest.raises(UserError) as caught:
+        check_fits(placement_plan(experiment(num_gpus=4), cluster(gpus_per_node=1, gpu_nodes=2)), cluster(1, 2))
+    message = str(caught.value)
+    assert "learners.num_gpus = 4" in message
+    assert "gpu-workers at most 2 GPUs (2 node(s) x 1)" in message
+    assert "cpu-workers at most 0 GPUs" in message
+    assert "--gpu-fallback" not in message  # the GPU group has real GPUs: no stand-in offered
+
+
+def test_gpus_on_a_cluster_without_gpus_fail_unless_the_cpu_stand_in_is_asked_for():
+    groups = cluster(gpus_per_node=0)
+    with pytest.raises(UserError, match="--gpu-fallback cpu"):
+        check_fits(placement_plan(experiment(num_gpus=1), groups), groups)
+    plan = placement_plan(experiment(num_gpus=2, gpu_fallback="cpu"), groups)
+    assert plan["learners"]["cpu_stand_in"] is True
+    assert plan["learners"]["num_gpus_per_learner"] == 0
+    assert plan["learners"]["group"] == "gpu-workers"  # same placement as real GPU learners
+    check_fits(plan, groups)
+    config = build_ppo_config(experiment(num_gpus=2, gpu_fallback="cpu"), groups=groups)
+    assert config.num_gpus_per_learner == 0 and config.custom_resources_per_learner == {"gpu_group": 0.001}
+
+
+def test_cpu_stand_in_is_not_used_where_real_gpus_exist():
+    groups = cluster(gpus_per_node=8)
+    assert learner_plan(experiment(num_gpus=2, gpu_fallback="cpu"), groups)["num_gpus_per_learner"] == 1
+
+
+def test_too_many_env_runners_for_the_cpu_group():
+    exp = parse_experiment({**BASE, "env_runners": {"num_env_runners": 32}}).experiment
+    with pytest.raises(UserError, match=r"32 env runners \+ 1 learners need 33 CPUs in cpu-workers"):
+        check_fits(placement_plan(exp, cluster(cpus=2)), cluster(cpus=2))
+
+
+def test_capacity_round_trips_through_the_environment():
+    text = to_env({"cpu-workers": {"max_nodes": 4, "cpus": 8, "gpus": 0}})
+    groups = from_env({"RL_WORKER_GROUPS": text})
+    assert groups["cpu-workers"].cpus == 32
+    assert from_env({}) is None
+    with pytest.raises(UserError, match="malformed"):
+        from_env({"RL_WORKER_GROUPS": "{nope"})

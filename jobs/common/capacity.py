@@ -1,0 +1,118 @@
+"""What a cluster can ever offer, per worker group, and whether a plan fits.
+
+Each provider publishes its worker groups' maximum sizes in RL_WORKER_GROUPS
+(JSON, in `.cluster/env` and in every node's environment): the local provider
+its fixed nodes, KubeRay and the cluster launcher their max replicas. A plan
+that asks for more than a group can ever hold would wait for resources
+forever; it fails here instead, before submission, naming the groups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.common.errors import UserError
+from jobs.common.placement import CPU_GROUP, GPU_GROUP
+
+CAPACITY_ENV_VAR = "RL_WORKER_GROUPS"
+
+
+@dataclass(frozen=True)
+class GroupCapacity:
+    name: str
+    max_nodes: int
+    cpus_per_node: float
+    gpus_per_node: float
+
+    @property
+    def cpus(self) -> float:
+        return self.max_nodes * self.cpus_per_node
+
+    @property
+    def gpus(self) -> float:
+        return self.max_nodes * self.gpus_per_node
+
+    def describe(self, what: str) -> str:
+        per_node = self.gpus_per_node if what == "GPUs" else self.cpus_per_node
+        total = self.gpus if what == "GPUs" else self.cpus
+        return f"{self.name} at most {total:g} {what} ({self.max_nodes} node(s) x {per_node:g})"
+
+
+def to_env(groups: dict[str, dict[str, Any]]) -> str:
+    return json.dumps(groups, separators=(",", ":"), sort_keys=True)
+
+
+def from_env(environ: dict[str, str] | None = None) -> dict[str, GroupCapacity] | None:
+    text = (environ if environ is not None else os.environ).get(CAPACITY_ENV_VAR)
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return {
+            name: GroupCapacity(name, int(spec["max_nodes"]), float(spec["cpus"]), float(spec["gpus"]))
+            for name, spec in raw.items()
+        }
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{CAPACITY_ENV_VAR} is malformed ({err}); rerun `make cluster-up`") from None
+
+
+def has_real_gpus(groups: dict[str, GroupCapacity]) -> bool:
+    return groups.get(GPU_GROUP) is not None and groups[GPU_GROUP].gpus > 0
+
+
+def check_fits(plan: dict[str, Any], groups: dict[str, GroupCapacity]) -> None:
+    """Raise UserError if any component can never be scheduled."""
+    problems = []
+    learners = plan["learners"]
+    runners = plan["env_runners"]
+
+    requested_gpus = learners["num_learners"] * learners["num_gpus_per_learner"]
+    if requested_gpus:
+        gpu_group = groups.get(GPU_GROUP)
+        offered = gpu_group.gpus if gpu_group else 0
+        if requested_gpus > offered:
+            listing = "; ".join(g.describe("GPUs") for g in groups.values() if g.name != "head")
+            fallback = (
+                "; or --gpu-fallback cpu to run the same placement with CPU learners"
+                if not has_real_gpus(groups)
+                else ""
+            )
+            problems.append(
+                f"learners.num_gpus = {requested_gpus} asks for {requested_gpus} GPU learners, but the cluster "
+                f"can offer at most {offered:g} GPUs: {listing}. Use num_gpus <= {offered:g}{fallback}"
+            )
+
+    # CPUs per group: every component that lands on a group, together.
+    demand: dict[str, float] = {}
+    demand[CPU_GROUP] = runners["num_env_runners"] * runners["num_cpus_per_env_runner"]
+    group = learners["group"]
+    demand[group] = demand.get(group, 0) + learners["num_learners"] * learners["num_cpus_per_learner"]
+    for name, cpus in demand.items():
+        capacity = groups.get(name)
+        if capacity is None:
+            if cpus:
+                problems.append(f"the cluster has no '{name}' worker group, which this plan needs ({cpus:g} CPUs)")
+            continue
+        if cpus > capacity.cpus:
+            problems.append(
+                f"{_who(name, plan)} need {cpus:g} CPUs in {name}, but it can offer {capacity.describe('CPUs')}"
+            )
+        largest = max(runners["num_cpus_per_env_runner"] if name == CPU_GROUP else 0, learners["num_cpus_per_learner"])
+        if largest > capacity.cpus_per_node:
+            problems.append(
+                f"one component needs {largest:g} CPUs, more than a {name} node has ({capacity.cpus_per_node:g})"
+            )
+    if problems:
+        raise UserError("the plan does not fit this cluster:\n  - " + "\n  - ".join(problems))
+
+
+def _who(group: str, plan: dict[str, Any]) -> str:
+    parts = []
+    if group == CPU_GROUP and plan["env_runners"]["num_env_runners"]:
+        parts.append(f"{plan['env_runners']['num_env_runners']} env runners")
+    if plan["learners"]["group"] == group:
+        parts.append(f"{plan['learners']['num_learners']} learners")
+    return " + ".join(parts) or "components"

@@ -1,0 +1,91 @@
+"""GPU-scaled training on the local cluster (no GPU here): the capacity check
+refuses GPU learners before submission, and the explicit CPU stand-in runs
+the same placement (learners on the GPU group, env runners on the CPU group)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import job_id_of
+from tests.e2e.test_local_spine import job_lines, ours
+
+pytestmark = pytest.mark.e2e
+
+RUN = uuid.uuid4().hex[:6]
+
+
+def test_gpus_without_gpus_fail_before_submission_with_the_capacity_message(cluster):
+    before = len(cluster.jobs().list_jobs())
+    result = cluster.control(
+        "submit",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--config",
+        "jobs/experiments/ppo-cartpole.yaml",
+        "--num-gpus",
+        "1",
+    )
+    assert result.returncode != 0
+    assert "learners.num_gpus = 1 asks for 1 GPU learners" in result.stderr
+    assert "gpu-workers at most 0 GPUs (1 node(s) x 0)" in result.stderr
+    assert "--gpu-fallback cpu" in result.stderr
+    assert "nothing was submitted" in result.stderr
+    assert len(cluster.jobs().list_jobs()) == before
+
+
+def test_dry_run_checks_against_the_cluster_capacity(cluster):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = cluster.client_env()
+    dry = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole-gpu.yaml", "--dry-run",
+         "--gpu-fallback", "cpu"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["ray"]["learners"]["num_learners"] == 2
+    assert plan["ray"]["learners"]["cpu_stand_in_for_gpus"] is True
+    assert plan["ray"]["learners"]["custom_resources_per_learner"] == {"gpu_group": 0.001}
+    assert plan["ray"]["training"]["train_batch_size_per_learner"] == 1000
+    assert plan["cluster_capacity"]["gpu-workers"]["gpus_per_node"] == 0
+
+
+def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(cluster):
+    name = f"stand-in-{RUN}"
+    result = cluster.control(
+        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole-gpu.yaml",
+        "--gpu-fallback", "cpu", "--name", name,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    lines = ours(job_lines(result.stdout))
+    progress = [line for line in lines if line.startswith("iter ")]
+    assert progress and all(line.endswith("| cpu stand-in for 2 GPU learners") for line in progress)
+    assert float(re.search(r"return\s+([\d.]+)", progress[-1]).group(1)) >= 450
+
+    # Where did Ray run them? The state API keeps the job's (now dead) actors.
+    from ray.util.state import list_actors, list_nodes
+
+    address = cluster.client_env()["RAY_ADDRESS"]
+    job_id = cluster.jobs().get_job_info(job_id_of(result.stdout)).job_id
+    group_of_node = {
+        node.node_id: ("gpu-workers" if "gpu_group" in node.resources_total else
+                       "cpu-workers" if "cpu_group" in node.resources_total else "head")
+        for node in list_nodes(address=address, detail=True)
+    }  # fmt: skip
+    actors = [a for a in list_actors(address=address, detail=True, limit=10000) if a.job_id == job_id]
+    runners = [a for a in actors if a.class_name == "SingleAgentEnvRunner"]
+    # RLlib's learners run inside Ray Train's worker wrapper.
+    learners = [a for a in actors if a.class_name.endswith("_WrappedExecutable")]
+    assert runners and {group_of_node[a.node_id] for a in runners} == {"cpu-workers"}
+    assert len(learners) == 2, [a.class_name for a in actors]
+    assert {group_of_node[a.node_id] for a in learners} == {"gpu-workers"}
