@@ -87,8 +87,8 @@ class LocalProvider:
         try:
             self._start_all(state)
         except BaseException:
-            _say("cluster-up failed: stopping what it started")
-            self.down(quiet=True)
+            _say(f"cluster-up failed: stopping what it started (Ray's logs kept in {state['ray_temp_dir']})")
+            self.down(quiet=True, keep_ray_logs=True)
             raise
         self._write_env(state)
         _say(f"cluster up in {time.monotonic() - started:.1f}s")
@@ -284,7 +284,7 @@ class LocalProvider:
 
     # ------------------------------------------------------------------ down
 
-    def down(self, quiet: bool = False) -> int:
+    def down(self, quiet: bool = False, keep_ray_logs: bool = False) -> int:
         state = self.state_dir.load()
         if not state:
             if not quiet:
@@ -297,7 +297,7 @@ class LocalProvider:
         if leftovers:
             processes.kill_pids(leftovers)
         temp_dir = state.get("ray_temp_dir")
-        if temp_dir and Path(temp_dir).name.startswith("rl-ray-"):
+        if temp_dir and Path(temp_dir).name.startswith("rl-ray-") and not keep_ray_logs:
             shutil.rmtree(temp_dir, ignore_errors=True)
         link = self.state_dir.ray_link
         if link.is_symlink():

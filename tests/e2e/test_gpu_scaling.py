@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.e2e.conftest import job_id_of
-from tests.e2e.test_local_spine import job_lines, ours
+from tests.e2e.joblog import job_lines, ours
 
 pytestmark = pytest.mark.e2e
 

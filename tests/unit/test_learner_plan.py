@@ -112,3 +112,23 @@ def test_capacity_round_trips_through_the_environment():
     assert from_env({}) is None
     with pytest.raises(UserError, match="malformed"):
         from_env({"RL_WORKER_GROUPS": "{nope"})
+
+
+def test_speed_options_are_off_by_default_and_reach_ray_when_set():
+    default = build_ppo_config(experiment())
+    assert default.torch_compile_learner is False
+    assert default.learner_class.__name__ == "PPOTorchLearner"
+    fast = build_ppo_config(experiment(num_gpus=1, torch_compile=True, mixed_precision=True))
+    assert fast.torch_compile_learner is True
+    assert fast.learner_class.__name__ == "MixedPrecisionPPOTorchLearner"
+
+
+def test_shipped_gpu_experiments_resolve():
+    from jobs.common.experiment import load_experiment
+    from tests.conftest import REPO_ROOT
+
+    cheetah = load_experiment(REPO_ROOT / "jobs/experiments/ppo-halfcheetah.yaml", ["learners.num_gpus=4"]).experiment
+    plan = learner_plan(cheetah)
+    assert plan["num_learners"] == 4 and plan["train_batch_size_per_learner"] == 16384 // 4
+    gpu_cartpole = load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole-gpu.yaml").experiment
+    assert learner_plan(gpu_cartpole)["num_learners"] == 2
