@@ -52,7 +52,7 @@ def learning_curve_png(rows: list[dict[str, Any]], title: str, target: float | N
     axes.set_ylabel("episode return (mean)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
