@@ -22,10 +22,19 @@ GPUS ?=
 WORKERS ?=
 GPU_FALLBACK ?=
 DASHBOARD_PORT ?= 8265
-export PROVIDER DASHBOARD_PORT
+OVERLAY ?= dev
+DRY_RUN ?=
+export PROVIDER DASHBOARD_PORT OVERLAY DRY_RUN
+
+# Images follow the one pin: the Ray version and Python tag are read from pyproject.toml.
+RAY_VERSION := $(shell sed -nE 's/.*"ray\[[^]]*\]==([0-9.]+)".*/\1/p' pyproject.toml)
+PYTHON_TAG := $(shell sed -nE 's/^requires-python = ">=3\.([0-9]+).*/py3\1/p' pyproject.toml)
+REGISTRY ?= ghcr.io/your-org
+TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
+IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock images images-push
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,7 +47,7 @@ $(STAMP): requirements.lock
 
 demo: cluster-up train evaluate  ## quick start: local cluster, train PPO, evaluate it
 
-cluster-up: venv  ## start the cluster (PROVIDER=local)
+cluster-up: venv  ## start the cluster (PROVIDER=local|kuberay|vm, OVERLAY=dev|gpu, DRY_RUN=1)
 	$(CONTROL) up
 
 cluster-status: venv  ## nodes, worker groups, S3 endpoint
@@ -62,6 +71,14 @@ lint: venv  ## ruff: lint and formatting
 
 test-all: venv  ## every test, slow ones included
 	$(PY) -m pytest
+
+images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=...)
+	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=cpu -t $(IMAGE):$(TAG)-cpu --load .
+	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=gpu -t $(IMAGE):$(TAG)-gpu --load .
+
+images-push: images  ## push both images to REGISTRY
+	docker push $(IMAGE):$(TAG)-cpu
+	docker push $(IMAGE):$(TAG)-gpu
 
 bench: venv  ## benchmarks: print a table, write bench/out/*.json
 	$(PY) bench/ppo_cartpole.py

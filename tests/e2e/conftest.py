@@ -35,6 +35,10 @@ class Cluster:
             timeout=timeout,
         )
 
+    def train(self, *args: str, config: str = "jobs/experiments/ppo-cartpole.yaml", **kwargs):
+        """`python -m controlplane submit -- python -m jobs.train --config ... <args>`."""
+        return self.control("submit", "--", "python", "-m", "jobs.train", "--config", config, *args, **kwargs)
+
     def client_env(self) -> dict[str, str]:
         """What a user has after `source .cluster/env`."""
         return {**self.env, **self.state.read_env()}

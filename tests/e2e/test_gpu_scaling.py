@@ -20,17 +20,7 @@ RUN = uuid.uuid4().hex[:6]
 
 def test_gpus_without_gpus_fail_before_submission_with_the_capacity_message(cluster):
     before = len(cluster.jobs().list_jobs())
-    result = cluster.control(
-        "submit",
-        "--",
-        "python",
-        "-m",
-        "jobs.train",
-        "--config",
-        "jobs/experiments/ppo-cartpole.yaml",
-        "--num-gpus",
-        "1",
-    )
+    result = cluster.train("--num-gpus", "1")
     assert result.returncode != 0
     assert "learners.num_gpus = 1 asks for 1 GPU learners" in result.stderr
     assert "gpu-workers at most 0 GPUs (1 node(s) x 0)" in result.stderr
@@ -62,10 +52,7 @@ def test_dry_run_checks_against_the_cluster_capacity(cluster):
 
 def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(cluster):
     name = f"stand-in-{RUN}"
-    result = cluster.control(
-        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole-gpu.yaml",
-        "--gpu-fallback", "cpu", "--name", name,
-    )  # fmt: skip
+    result = cluster.train("--gpu-fallback", "cpu", "--name", name, config="jobs/experiments/ppo-cartpole-gpu.yaml")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     lines = ours(job_lines(result.stdout))
     progress = [line for line in lines if line.startswith("iter ")]

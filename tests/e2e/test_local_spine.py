@@ -81,9 +81,7 @@ def test_cluster_up_twice_says_already_up(cluster):
 
 def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     name = f"cartpole-{RUN}"
-    result = cluster.control(
-        "submit", "--", "python", "-m", "jobs.train", "--config", str(CARTPOLE.relative_to(REPO_ROOT)), "--name", name
-    )
+    result = cluster.train("--name", name, config=str(CARTPOLE.relative_to(REPO_ROOT)))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "+ ray job submit --address http://127.0.0.1:" in result.stdout
@@ -130,26 +128,14 @@ def test_plain_ray_job_submit_works_with_the_env_file(cluster):
 
 def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
     name = f"resume-{RUN}"
-    base = [
-        "submit",
-        "--",
-        "python",
-        "-m",
-        "jobs.train",
-        "--config",
-        "jobs/experiments/ppo-cartpole.yaml",
-        "--name",
-        name,
-        "--set",
-        "checkpoint.every_n_iterations=1",
-    ]
-    first = cluster.control(*base, "--set", "stop.iterations=2")
+    base = ["--name", name, "--set", "checkpoint.every_n_iterations=1"]
+    first = cluster.train(*base, "--set", "stop.iterations=2")
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     first_lines = ours(job_lines(first.stdout))
     assert first_lines[-1].endswith(f"/{name}/checkpoint_000002")
     steps_before = env_steps_of([line for line in first_lines if line.startswith("iter ")][-1])
 
-    second = cluster.control(*base, "--set", "stop.iterations=3")
+    second = cluster.train(*base, "--set", "stop.iterations=3")
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
     job_logs = cluster.jobs().get_job_logs(job_id_of(second.stdout))
     first_line = job_lines(job_logs)[0]  # the first line the job itself printed
@@ -206,18 +192,7 @@ def _counts(cluster):
 )
 def test_bad_training_input_fails_before_anything_is_submitted(cluster, extra, expected):
     before = _counts(cluster)
-    result = cluster.control(
-        "submit",
-        "--",
-        "python",
-        "-m",
-        "jobs.train",
-        "--config",
-        "jobs/experiments/ppo-cartpole.yaml",
-        "--name",
-        f"bad-{RUN}",
-        *extra,
-    )
+    result = cluster.train("--name", f"bad-{RUN}", *extra)
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
     assert "nothing was submitted" in result.stderr
@@ -230,7 +205,7 @@ def test_malformed_yaml_fails_before_submission(cluster, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nenv: [CartPole-v1\n")
     before = _counts(cluster)
-    result = cluster.control("submit", "--", "python", "-m", "jobs.train", "--config", str(broken))
+    result = cluster.train(config=str(broken))
     assert result.returncode != 0
     assert "is not valid YAML at line" in result.stderr
     assert _counts(cluster) == before
@@ -250,9 +225,7 @@ def _env_copy(cluster, tmp_path, **changes):
 def test_wrong_s3_credentials_fail_before_submission(cluster, tmp_path):
     env = _env_copy(cluster, tmp_path, AWS_SECRET_ACCESS_KEY="not-the-secret")
     before = _counts(cluster)
-    result = cluster.control(
-        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml", env=env
-    )
+    result = cluster.train(env=env)
     assert result.returncode != 0
     assert "the secret key for access key" in result.stderr and "is wrong" in result.stderr
     assert "not-the-secret" not in result.stderr + result.stdout
@@ -263,17 +236,7 @@ def test_unreachable_cluster_address_fails_clearly(cluster, tmp_path):
     from controlplane.ports import free_port
 
     env = _env_copy(cluster, tmp_path, RAY_ADDRESS=f"http://127.0.0.1:{free_port()}")
-    result = cluster.control(
-        "submit",
-        "--",
-        "python",
-        "-m",
-        "jobs.train",
-        "--config",
-        "jobs/experiments/ppo-cartpole.yaml",
-        env=env,
-        timeout=120,
-    )
+    result = cluster.train(env=env, timeout=120)
     assert result.returncode != 0
     assert "cannot reach the Ray Jobs API at http://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr

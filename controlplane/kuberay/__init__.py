@@ -1,0 +1,1 @@
+"""The KubeRay side: the pinned operator and CRDs, and checking manifests offline."""

@@ -1,0 +1,75 @@
+"""cluster.yaml and the images: schema-valid, linted, and following the one Ray pin."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.unit.test_pins import pins
+
+RAY = pins()["ray"]
+
+
+def launcher_config() -> dict:
+    return yaml.safe_load((REPO_ROOT / "cluster.yaml").read_text())
+
+
+def test_cluster_yaml_validates_against_the_launcher_schema_in_the_ray_wheel():
+    import ray
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(launcher_config(), schema)
+
+
+def test_cluster_yaml_has_the_three_groups_and_no_keys():
+    config = launcher_config()
+    types = config["available_node_types"]
+    assert types["head"]["resources"]["CPU"] == 0 and "driver_slots" in types["head"]["resources"]
+    assert types["cpu-workers"]["resources"]["cpu_group"] and types["gpu-workers"]["resources"]["gpu_group"]
+    assert types["gpu-workers"]["resources"]["GPU"] >= 1
+    for node_type in types.values():
+        assert "IamInstanceProfile" in node_type["node_config"]  # object storage without keys
+    text = (REPO_ROOT / "cluster.yaml").read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in text and "AWS_ACCESS_KEY_ID" not in text
+    capacity = json.loads(re.search(r"RL_WORKER_GROUPS='([^']+)'", text).group(1))
+    for group in ("cpu-workers", "gpu-workers"):
+        assert capacity[group]["max_nodes"] == types[group]["max_workers"]
+        assert capacity[group]["cpus"] == types[group]["resources"]["CPU"]
+        assert capacity[group]["gpus"] == types[group]["resources"]["GPU"]
+
+
+def test_image_tags_follow_the_ray_pin_everywhere():
+    config = launcher_config()
+    images = [config["docker"]["head_image"], config["docker"]["worker_image"]]
+    images += [t["docker"]["worker_image"] for t in config["available_node_types"].values() if "docker" in t]
+    images += re.findall(r"newTag: (\S+)", (REPO_ROOT / "k8s/base/kustomization.yaml").read_text())
+    assert images
+    for image in images:
+        assert image.rsplit(":", 1)[-1].startswith(f"{RAY}-py311-"), image
+    dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
+    assert "FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT}" in dockerfile
+    assert "2.60" not in dockerfile  # the version comes from the pin, never by hand
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "--build-arg RAY_VERSION=$(RAY_VERSION)" in makefile
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run([str(hadolint), str(REPO_ROOT / "docker/Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_runs_as_non_root_and_ships_only_what_jobs_need():
+    dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)", dockerfile, flags=re.M)
+    assert users and all(not user.startswith(("0", "root")) for user in users)
+    rules = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    assert rules[0] == "*"  # everything is excluded, then only these come back:
+    assert [rule for rule in rules if rule.startswith("!")] == ["!requirements.lock", "!jobs/"]
