@@ -23,14 +23,20 @@ PROVIDERS = ("local", "kuberay", "vm")
 
 
 def provider_for(args: argparse.Namespace):
-    if args.provider != "local":
-        raise ClusterError(
-            f"provider '{args.provider}' is not available in this version; "
-            "PROVIDER=local is (a Ray cluster and an S3 server on this machine)"
+    state_dir = StateDir(args.state_dir)
+    if args.provider == "kuberay":
+        from controlplane.kuberay.provider import KubeRayProvider
+
+        return KubeRayProvider(
+            state_dir, overlay=args.overlay, dashboard_port=args.dashboard_port, dry_run=args.dry_run
         )
+    if args.provider == "vm":
+        from controlplane.vm import VmProvider
+
+        return VmProvider(state_dir, dashboard_port=args.dashboard_port, dry_run=args.dry_run)
     from controlplane.local.provider import LocalProvider
 
-    return LocalProvider(StateDir(args.state_dir), dashboard_port=args.dashboard_port)
+    return LocalProvider(state_dir, dashboard_port=args.dashboard_port)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=int(os.environ.get("DASHBOARD_PORT") or 8265),
         help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)",
+    )
+    parser.add_argument("--overlay", default=os.environ.get("OVERLAY") or "dev", help="kuberay: k8s/overlays/<name>")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=os.environ.get("DRY_RUN", "") not in ("", "0"),
+        help="kuberay/vm: print every command and manifest, in order, and change nothing (or DRY_RUN=1)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the cluster")

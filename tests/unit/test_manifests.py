@@ -163,3 +163,18 @@ def test_network_policy_admits_only_ray_pods_and_the_operator():
     sources = [rule["from"][0] for rule in policy["spec"]["ingress"]]
     assert {"podSelector": {"matchLabels": {"ray.io/cluster": "ray-rl"}}} in sources
     assert len(sources) == 2
+
+
+@pytest.mark.parametrize("name", ["train-ppo-cartpole", "train-ppo-halfcheetah"])
+def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
+    from controlplane.kuberay import rayjobs
+
+    committed = (REPO_ROOT / "k8s" / "jobs" / f"{name}.yaml").read_text()
+    assert committed == rayjobs.render(name), "k8s/jobs is stale: run python -m controlplane.kuberay.rayjobs"
+    job = yaml.safe_load(committed)
+    assert crds.validate(job) == []
+    spec = job["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 0
+    assert spec["entrypoint"].startswith("python -m jobs.train --config jobs/experiments/")
+    assert "AWS_" not in spec["runtimeEnvYAML"]  # credentials never travel with a job
