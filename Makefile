@@ -34,7 +34,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock images images-push
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ test-all: venv  ## every test, slow ones included
 images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=...)
 	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=cpu -t $(IMAGE):$(TAG)-cpu --load .
 	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=gpu -t $(IMAGE):$(TAG)-gpu --load .
+
+kind-up: images  ## optional: a local kind cluster with both images loaded (needs kind and Docker)
+	kind create cluster --name ray-rl
+	kind load docker-image --name ray-rl $(IMAGE):$(TAG)-cpu $(IMAGE):$(TAG)-gpu
 
 images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
