@@ -82,14 +82,27 @@ class LocalProvider:
                 f"pick another with DASHBOARD_PORT=<port> (make cluster-up DASHBOARD_PORT=8266)"
             )
         started = time.monotonic()
-        state = self._new_state()
-        self.state_dir.save(state)
-        try:
-            self._start_all(state)
-        except BaseException:
-            _say(f"cluster-up failed: stopping what it started (Ray's logs kept in {state['ray_temp_dir']})")
-            self.down(quiet=True, keep_ray_logs=True)
-            raise
+        for attempt in (1, 2):
+            state = self._new_state()
+            self.state_dir.save(state)
+            try:
+                self._start_all(state)
+                break
+            except ClusterError as err:
+                # A node that dies while starting on a busy machine: one fresh start (new
+                # ports, new temp dirs) usually goes through.
+                self.down(quiet=True, keep_ray_logs=True)
+                if attempt == 2:
+                    _say(f"cluster-up failed twice; Ray's logs are kept in {state['ray_temp_dir']}")
+                    raise
+                _say(
+                    f"cluster-up failed ({str(err).splitlines()[0]}); stopped it (Ray's logs kept in "
+                    f"{state['ray_temp_dir']}), starting once more"
+                )
+            except BaseException:
+                _say(f"cluster-up failed: stopping what it started (Ray's logs kept in {state['ray_temp_dir']})")
+                self.down(quiet=True, keep_ray_logs=True)
+                raise
         self._write_env(state)
         _say(f"cluster up in {time.monotonic() - started:.1f}s")
         self.status()
