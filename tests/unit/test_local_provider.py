@@ -17,6 +17,16 @@ def provider(tmp_path, monkeypatch, failures: int):
         if len(calls) <= failures:
             raise ClusterError("gpu-workers failed to start: it exited during start-up")
 
+    made_dirs = []
+
+    def mkdtemp(prefix):
+        # Ray temp dirs of failed attempts are kept for diagnosis: keep them inside tmp_path.
+        path = tmp_path / f"{prefix}{len(made_dirs)}"
+        path.mkdir()
+        made_dirs.append(path)
+        return str(path)
+
+    monkeypatch.setattr("controlplane.local.provider.tempfile.mkdtemp", mkdtemp)
     monkeypatch.setattr(made, "_start_all", start_all)
     monkeypatch.setattr(made, "status", lambda: 0)
     return made, calls
