@@ -30,6 +30,7 @@ import yaml
 
 from controlplane import processes
 from controlplane.errors import ClusterError
+from controlplane.kuberay import manifests
 from controlplane.ports import free_port, wait_for_port
 from controlplane.state import REPO_ROOT, StateDir, write_private
 from jobs.common import capacity
@@ -181,12 +182,7 @@ class KubeRayProvider:
     # ------------------------------------------------------------------ plan
 
     def rendered(self) -> str:
-        result = subprocess.run(
-            ["kubectl", "kustomize", self.overlay_path], cwd=REPO_ROOT, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise ClusterError(f"kustomize could not render {self.overlay_path}: {result.stderr.strip()}")
-        return result.stdout
+        return manifests.render(self.overlay_path)
 
     def plan(self, operator_installed: bool | None) -> list[Step]:
         steps = []
@@ -279,15 +275,11 @@ class KubeRayProvider:
         if not token:
             raise ClusterError(f"no Ray token in Secret {NAMESPACE}/{CLUSTER} (key auth_token); is authOptions on?")
         write_private(self.state_dir.auth_token, token)
-        cluster = yaml.safe_load(
-            next(d for d in self.rendered().split("\n---\n") if "kind: RayCluster" in d)
-        )  # the applied spec: its published capacity
-        published = next(
-            e["value"]
-            for e in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
-            if e["name"] == capacity.CAPACITY_ENV_VAR
-        )
-        config = yaml.safe_load(next(d for d in self.rendered().split("\n---\n") if "name: ray-rl-s3" in d))["data"]
+        # The applied spec: what it publishes to jobs, and its S3 settings.
+        docs = manifests.objects(self.rendered())
+        head = manifests.find(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        published = next(e["value"] for e in head["env"] if e["name"] == capacity.CAPACITY_ENV_VAR)
+        config = manifests.find(docs, "ConfigMap", "ray-rl-s3")["data"]
         variables = {
             "RAY_ADDRESS": f"http://127.0.0.1:{self.dashboard_port}",
             "RAY_AUTH_MODE": "token",

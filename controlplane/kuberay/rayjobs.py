@@ -11,11 +11,11 @@ copied by hand, and tests check that the committed files are up to date.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import yaml
 
+from controlplane.kuberay import manifests
 from controlplane.state import REPO_ROOT
 from jobs.common.placement import GROUP_RESOURCES, HEAD_GROUP
 
@@ -33,12 +33,8 @@ JOBS = {
 
 
 def raycluster_spec(overlay: str) -> dict:
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(REPO_ROOT / "k8s" / "overlays" / overlay)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    cluster = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "RayCluster")
-    return cluster["spec"]
+    docs = manifests.objects(manifests.render(f"k8s/overlays/{overlay}"))
+    return manifests.find(docs, "RayCluster")["spec"]
 
 
 def rayjob(name: str) -> dict:

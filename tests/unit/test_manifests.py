@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from controlplane.kuberay import crds
+from controlplane.kuberay import crds, manifests
 from tests.conftest import REPO_ROOT
 from tests.unit.test_pins import pins
 
@@ -22,10 +21,8 @@ RAY = pins()["ray"]
 
 
 def render(path: str) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl (with its built-in kustomize) is needed to render k8s/"
-    out = subprocess.run([kubectl, "kustomize", str(REPO_ROOT / path)], capture_output=True, text=True, check=True)
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    assert shutil.which("kubectl"), "kubectl (with its built-in kustomize) is needed to render k8s/"
+    return manifests.objects(manifests.render(path))
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS)
