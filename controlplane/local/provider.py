@@ -51,6 +51,8 @@ class LocalProvider:
         self.state_dir = state_dir
         self.dashboard_port = dashboard_port
         self.bucket = bucket
+        # The shape is fixed for this command (GPU detection runs nvidia-smi: once).
+        self.groups = local_groups()
         # This process talks to the cluster too (the state API): same token.
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(state_dir.ensure_auth_token())
@@ -154,7 +156,7 @@ class LocalProvider:
                 "RL_BUCKET": state["bucket"],
                 "RL_STORAGE_URI": state["storage_uri"],
                 # What each worker group can ever offer: jobs check their plan against it.
-                capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(local_groups())),
+                capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(self.groups)),
                 "PYTHONUNBUFFERED": "1",
                 # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
                 "RAY_raylet_start_wait_time_s": "120",
@@ -188,7 +190,7 @@ class LocalProvider:
 
     def _start_all(self, state: dict[str, Any]) -> None:
         env = self.server_env(state)
-        groups = local_groups()
+        groups = self.groups
         head, workers = groups[0], groups[1:]
         _say(f"starting S3 server (SeaweedFS) and Ray head on 127.0.0.1 (dashboard :{state['dashboard_port']})")
         self._start_s3(state, env)
@@ -209,7 +211,7 @@ class LocalProvider:
         """Until every group has an ALIVE node. A worker node that dies or has
         not registered after WORKER_RETRY_S is started again, once: on a busy
         2-core machine a raylet occasionally misses its registration window."""
-        groups = {group.name: group for group in local_groups()}
+        groups = {group.name: group for group in self.groups}
         started = time.monotonic()
         retried: set[str] = set()
         missing = list(groups)
@@ -251,7 +253,7 @@ class LocalProvider:
         missing = [name for name, ok in health.items() if not ok]
         _say(f"repairing: restarting {', '.join(missing)}")
         env = self.server_env(state)
-        for group in local_groups():
+        for group in self.groups:
             if group.name in missing:
                 self._start_node(state, group, env)
         self._wait_for_nodes(state, env)
@@ -261,7 +263,7 @@ class LocalProvider:
         return 0
 
     def _health(self, state: dict[str, Any]) -> dict[str, bool]:
-        names = ["s3", *(g.name for g in local_groups())]
+        names = ["s3", *(g.name for g in self.groups)]
         pids = state.get("pids", {})
         return {name: bool(pids.get(name)) and processes.is_alive(pids[name]) for name in names}
 
