@@ -4,13 +4,11 @@ state folder on free ports, and stopped by PID afterwards, also on failure."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -102,13 +100,3 @@ def cluster(tmp_path_factory):
         # Whatever `down` missed, by our marker only: never other Ray processes.
         for marker in markers:
             processes.kill_pids(processes.processes_with_marker(marker))
-
-
-def read_json_line(output: str, prefix: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(prefix)]
-    assert lines, f"no '{prefix}' line in:\n{output[-3000:]}"
-    return lines[-1][len(prefix) :].strip()
-
-
-def load_json(path: Path):
-    return json.loads(path.read_text())
