@@ -5,6 +5,7 @@
 #   make cluster-up | cluster-status | cluster-down
 #   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
 #   make evaluate [CHECKPOINT=s3://...]
+#   make sweep [SWEEP=jobs/sweeps/...] [RESUME=1] | sweep-report NAME=<sweep>
 #   make test | test-all | bench | lock
 
 SHELL := /bin/bash
@@ -16,6 +17,9 @@ CONTROL := $(PY) -m controlplane
 
 PROVIDER ?= local
 EXPERIMENT ?= jobs/experiments/ppo-cartpole.yaml
+SWEEP ?= jobs/sweeps/cartpole-seed.yaml
+RESUME ?=
+NAME ?=
 CHECKPOINT ?=
 EPISODES ?= 10
 GPUS ?=
@@ -34,7 +38,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate test test-all lint bench lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all lint bench lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +65,13 @@ train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M, GPU_FALL
 
 evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in results/
 	$(CONTROL) evaluate $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--config $(EXPERIMENT)) --episodes $(EPISODES)
+
+sweep: venv  ## submit a Tune sweep (SWEEP=...); rerunning resumes it from S3 (RESUME=1: insist on resuming)
+	$(CONTROL) submit -- python -m jobs.sweep --config $(SWEEP)$(if $(RESUME), --resume)
+
+sweep-report: venv  ## rebuild a sweep's report from S3 alone (NAME=<sweep name>); copy in results/sweeps/
+	@test -n "$(NAME)" || { echo "error: NAME is required, e.g. make sweep-report NAME=cartpole-seed" >&2; exit 2; }
+	$(CONTROL) report --name $(NAME)
 
 test: venv lint  ## lint, then the test suite (unit + end-to-end on a local cluster); CI runs this
 	$(PY) -m pytest -m "not slow"

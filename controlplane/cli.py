@@ -5,6 +5,7 @@ down      stop exactly what `up` started
 status    nodes, groups, the S3 endpoint
 submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.train --config ...
 evaluate  submit jobs.evaluate and fetch its video into results/
+report    rebuild a sweep's report from S3 alone (no Ray needed) and copy it into results/
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--config", help="experiment YAML: its latest checkpoint")
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "evaluations")
+    report = commands.add_parser("report", help="rebuild a sweep's report from S3; copy it into results/sweeps/")
+    report.add_argument("--name", required=True, help="the sweep's name")
+    report.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "sweeps")
     args = parser.parse_args(argv)
     if args.command == "submit":
         args.entrypoint = args.entrypoint[1:] if args.entrypoint[:1] == ["--"] else args.entrypoint
@@ -105,6 +109,28 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_report(args: argparse.Namespace) -> int:
+    """Needs only the storage settings from the env file: no Ray cluster."""
+    from controlplane.submit import load_cluster_env
+    from jobs.common import storage
+    from jobs.common.sweep_report import REPORT_FILES, build_report
+
+    state_dir = StateDir(args.state_dir)
+    if state_dir.env_file.exists():
+        load_cluster_env(state_dir)
+    storage_uri = storage.resolve_storage(None)
+    storage.check_storage_reachable(storage_uri)
+    report = build_report(storage_uri, args.name)
+    local = args.output_dir / args.name
+    for name in REPORT_FILES:
+        storage.download_file(storage.join(report.uri, name), local / name)
+    print(report.summary)
+    print(f"local copy: {os.path.relpath(local)}")
+    print(f"report: {report.uri}")
+    print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
+    return 0
+
+
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -114,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return submit(StateDir(args.state_dir), args.entrypoint, wait=not args.no_wait)
     if args.command == "evaluate":
         return evaluate(args)
+    if args.command == "report":
+        return sweep_report(args)
     provider = provider_for(args)
     return {"up": provider.up, "down": provider.down, "status": provider.status}[args.command]()
 

@@ -384,6 +384,38 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def schema_kind(path: tuple[str, ...]) -> str | None:
+    """What a dotted experiment path names: "section" (model, training, ...),
+    "leaf" (a value: training.lr, or anything under the free-form env_config)
+    or None (no such key)."""
+    if len(path) > 1 and path[0] == "env_config":
+        return "leaf"
+    parent = _model_at(path[:-1])
+    if parent is None:
+        return None
+    info = next((f for n, f in parent.model_fields.items() if path[-1] in (n, f.alias)), None)
+    if info is None:
+        return None
+    annotation = info.annotation
+    return "section" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else "leaf"
+
+
+def accepted_keys(path: tuple[str, ...]) -> list[str]:
+    """The keys accepted under a section path (the top level for ())."""
+    model = _model_at(path)
+    return _field_names(model) if model else []
+
+
+def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
+
+
 def _field_names(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 

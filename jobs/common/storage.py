@@ -178,6 +178,11 @@ def read_bytes(uri: str) -> bytes | None:
         return stream.read()
 
 
+def read_json(uri: str) -> Any:
+    data = read_bytes(uri)
+    return json.loads(data) if data else None
+
+
 def exists(uri: str) -> bool:
     import pyarrow.fs
 
@@ -213,5 +218,4 @@ def write_latest(storage: str, name: str, record: dict[str, Any]) -> None:
 
 
 def read_latest(storage: str, name: str) -> dict[str, Any] | None:
-    data = read_bytes(join(experiment_uri(storage, name), LATEST_POINTER))
-    return json.loads(data) if data else None
+    return read_json(join(experiment_uri(storage, name), LATEST_POINTER))

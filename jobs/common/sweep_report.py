@@ -1,0 +1,338 @@
+"""The report of a sweep, built from what is in storage alone.
+
+Reads Tune's experiment (`<sweep>/tune`, through `ExperimentAnalysis`, no Ray
+cluster needed) and the context the sweep job saved beside it
+(`<sweep>/sweep.json`), and writes `<sweep>/report/`:
+
+    summary.txt            the top trials as a table, the best config and checkpoint
+    trials.csv             one row per trial: hyperparameters, outcome, metrics
+    learning_curves.png    episode return against env steps, every trial
+    best.json              the best trial, its config and its checkpoint
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jobs.common import storage
+from jobs.common.errors import UserError
+
+TOP_N = 10
+CONTEXT_FILE = "sweep.json"
+REPORT_FILES = ("summary.txt", "trials.csv", "learning_curves.png", "best.json")
+
+
+@dataclass
+class ReportContext:
+    """What the report needs to know about the sweep, saved at submission."""
+
+    name: str
+    dimensions: list[dict[str, Any]]  # {"key", "primitive", "args", "encoded"}
+    metric: str
+    mode: str
+    best_metric: str
+    best_mode: str
+    target_return: float | None
+    env: str
+    trial_count: int
+
+    @classmethod
+    def of(cls, sweep) -> ReportContext:
+        keys = {d.key: d for d in sweep.dimensions + sweep.mutations}
+        return cls(
+            name=sweep.name,
+            dimensions=[
+                {"key": d.key, "primitive": d.primitive, "args": list(d.args), "encoded": d.encoded}
+                for d in keys.values()
+            ],
+            metric=sweep.metric,
+            mode=sweep.spec.mode,
+            best_metric=sweep.best_metric,
+            best_mode=sweep.best_mode,
+            target_return=sweep.base_experiment.stop.episode_return_mean,
+            env=sweep.base_experiment.env,
+            trial_count=sweep.trial_count(),
+        )
+
+
+def sweep_uri(storage_uri: str, name: str) -> str:
+    return storage.join(storage_uri, name)
+
+
+def tune_uri(storage_uri: str, name: str) -> str:
+    return storage.join(storage_uri, name, "tune")
+
+
+def report_uri(storage_uri: str, name: str) -> str:
+    return storage.join(storage_uri, name, "report")
+
+
+def save_context(storage_uri: str, context: ReportContext) -> None:
+    storage.write_bytes(
+        storage.join(sweep_uri(storage_uri, context.name), CONTEXT_FILE), json.dumps(asdict(context), indent=2).encode()
+    )
+
+
+def load_context(storage_uri: str, name: str) -> ReportContext:
+    data = storage.read_json(storage.join(sweep_uri(storage_uri, name), CONTEXT_FILE))
+    if data is None:
+        raise UserError(
+            f"no sweep named '{name}' in {storage_uri} (no {CONTEXT_FILE} at {sweep_uri(storage_uri, name)}); "
+            "check NAME and the storage (RL_STORAGE_URI)"
+        )
+    return ReportContext(**data)
+
+
+# --------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------
+
+
+def _lookup(config: dict[str, Any], key: str, encoded: bool) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if encoded and isinstance(node, str):
+        return json.loads(node)
+    return node
+
+
+def _outcome(status: str, result: dict[str, Any]) -> str:
+    if status == "TERMINATED":
+        return "finished" if result.get("stop_reason") else "stopped early"
+    return {"ERROR": "error", "RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}.get(
+        status, status.lower()
+    )
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def trial_rows(context: ReportContext, analysis) -> list[dict[str, Any]]:
+    rows = []
+    for trial in analysis.trials:
+        result = trial.last_result or {}
+        row: dict[str, Any] = {"trial_id": trial.trial_id, "outcome": _outcome(trial.status, result)}
+        for dim in context.dimensions:
+            row[dim["key"]] = _lookup(trial.config, dim["key"], dim["encoded"])
+        row.update(
+            {
+                "episode_return_mean": _number(result.get("episode_return_mean")),
+                "env_steps_to_solve": _number(result.get("env_steps_to_solve")),
+                "env_steps": int(result.get("env_steps") or 0),
+                "iterations": int(result.get("iteration") or 0),
+                "time_s": round(_number(result.get("time_s")), 1),
+                "stop_reason": result.get("stop_reason") or "",
+                "checkpoint": result.get("checkpoint") or "",
+            }
+        )
+        rows.append(row)
+    return rank(rows, context.best_metric, context.best_mode)
+
+
+def rank(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    """Best first; trials without a value for the metric last."""
+    sign = -1 if mode == "max" else 1
+
+    def key(row):
+        value = row[metric]
+        return (1, 0.0) if value is None or math.isnan(value) else (0, sign * value)
+
+    return sorted(rows, key=key)
+
+
+# --------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------
+
+
+def _short_names(context: ReportContext) -> dict[str, str]:
+    """training.lr -> lr, unless two keys share a last part."""
+    lasts = [d["key"].rsplit(".", 1)[-1] for d in context.dimensions]
+    return {
+        d["key"]: (last if lasts.count(last) == 1 else d["key"])
+        for d, last in zip(context.dimensions, lasts, strict=True)
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value.is_integer() and abs(value) >= 1000:
+            return f"{int(value):,}"
+        return f"{value:.3g}" if abs(value) < 0.01 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else json.dumps(value)
+    return str(value)
+
+
+def top_table(context: ReportContext, rows: list[dict[str, Any]], limit: int = TOP_N) -> str:
+    names = _short_names(context)
+    columns = ["#", "trial", *names.values(), "return", "env_steps", "steps_to_solve", "iters", "time_s", "outcome"]
+    table = []
+    for index, row in enumerate(rows[:limit], start=1):
+        table.append(
+            [
+                str(index),
+                row["trial_id"],
+                *(_cell(row[key]) for key in names),
+                _cell(row["episode_return_mean"]),
+                _cell(row["env_steps"]),
+                _cell(row["env_steps_to_solve"]),
+                _cell(row["iterations"]),
+                _cell(row["time_s"]),
+                row["outcome"],
+            ]
+        )
+    widths = [max(len(c), *(len(r[i]) for r in table)) if table else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return "\n".join(lines)
+
+
+def trials_csv(context: ReportContext, rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    fields = ["rank", "trial_id", "outcome", *(d["key"] for d in context.dimensions)]
+    fields += [
+        "episode_return_mean",
+        "env_steps_to_solve",
+        "env_steps",
+        "iterations",
+        "time_s",
+        "stop_reason",
+        "checkpoint",
+    ]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for index, row in enumerate(rows, start=1):
+        writer.writerow({**{k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}, "rank": index})
+    return buffer.getvalue().encode()
+
+
+def curves_png(context: ReportContext, rows: list[dict[str, Any]], curves: dict[str, list[tuple[int, float]]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    best = rows[0]["trial_id"] if rows else None
+    for row in rows[::-1]:
+        points = curves.get(row["trial_id"]) or []
+        if not points:
+            continue
+        steps, returns = zip(*points, strict=True)
+        if row["trial_id"] == best:
+            axes.plot(steps, returns, color="tab:red", linewidth=2, label=f"best: {best}", zorder=3)
+        else:
+            axes.plot(steps, returns, color="tab:blue", alpha=0.25, linewidth=1)
+    if context.target_return is not None:
+        axes.axhline(
+            context.target_return, color="grey", linestyle="--", linewidth=1, label=f"stop at {context.target_return:g}"
+        )
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("episode return (mean)")
+    axes.set_title(f"{context.name}: {len(rows)} trials on {context.env}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _curves(analysis) -> dict[str, list[tuple[int, float]]]:
+    curves = {}
+    frames = analysis.trial_dataframes
+    for trial in analysis.trials:
+        frame = frames.get(trial.trial_id)
+        if frame is None or "env_steps" not in frame or "episode_return_mean" not in frame:
+            continue
+        curves[trial.trial_id] = [
+            (int(s), float(r))
+            for s, r in zip(frame["env_steps"], frame["episode_return_mean"], strict=True)
+            if not math.isnan(float(r))
+        ]
+    return curves
+
+
+@dataclass
+class Report:
+    uri: str
+    summary: str
+    best_checkpoint: str | None
+    rows: list[dict[str, Any]]
+
+
+def build_report(storage_uri: str, name: str) -> Report:
+    """Read the sweep from storage, write <sweep>/report/, return what to print."""
+    import logging
+
+    from ray.tune import ExperimentAnalysis
+
+    context = load_context(storage_uri, name)
+    experiment = tune_uri(storage_uri, name)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    try:
+        analysis = ExperimentAnalysis(experiment)
+    except Exception as err:  # noqa: BLE001 - Tune raises ValueError/FileNotFoundError/...
+        raise UserError(f"sweep '{name}': cannot read Tune's experiment at {experiment}: {err}") from None
+    rows = trial_rows(context, analysis)
+    best = rows[0] if rows else None
+    with_checkpoint = next((r for r in rows if r["checkpoint"] and not _missing(r[context.best_metric])), None)
+    folder = report_uri(storage_uri, name)
+
+    names = _short_names(context)
+    counts = {
+        o: sum(r["outcome"] == o for r in rows) for o in ("finished", "stopped early", "error", "running", "pending")
+    }
+    lines = [
+        f"sweep {name}: {len(rows)} of {context.trial_count} trials "
+        + ", ".join(f"{n} {o}" for o, n in counts.items() if n),
+        f"ranked by {context.best_metric} ({context.best_mode})",
+        "",
+        top_table(context, rows),
+        "",
+    ]
+    best_record: dict[str, Any] = {"sweep": name, "metric": context.best_metric, "mode": context.best_mode}
+    if best is None or _missing(best[context.best_metric]):
+        lines.append(f"best: none (no trial reported {context.best_metric})")
+    else:
+        config = {key: best[key] for key in names}
+        value = _cell(best[context.best_metric])
+        lines.append(f"best: {best['trial_id']} {context.best_metric}={value} config={json.dumps(config)}")
+        best_record.update(trial_id=best["trial_id"], value=best[context.best_metric], config=config, row=best)
+    if with_checkpoint and best and with_checkpoint is not best:
+        lines.append(
+            f"(the best trial has no checkpoint; the best one with a checkpoint is {with_checkpoint['trial_id']})"
+        )
+    best_checkpoint = with_checkpoint["checkpoint"] if with_checkpoint else None
+    best_record["checkpoint"] = best_checkpoint
+    summary = "\n".join(lines)
+
+    storage.write_bytes(storage.join(folder, "trials.csv"), trials_csv(context, rows))
+    storage.write_bytes(storage.join(folder, "learning_curves.png"), curves_png(context, rows, _curves(analysis)))
+    storage.write_bytes(storage.join(folder, "best.json"), json.dumps(best_record, indent=2, default=str).encode())
+    storage.write_bytes(storage.join(folder, "summary.txt"), (summary + "\n").encode())
+    return Report(uri=folder, summary=summary, best_checkpoint=best_checkpoint, rows=rows)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

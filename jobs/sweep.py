@@ -1,0 +1,202 @@
+"""Run a Ray Tune sweep of PPO from a sweep file; everything lands in S3.
+
+    python -m jobs.sweep --config jobs/sweeps/cartpole-seed.yaml [--set num_samples=2 ...]
+    python -m jobs.sweep --config ... --dry-run     # validate, print the plan, exit
+
+Runs as a Ray job (`make sweep`, or `ray job submit --working-dir . -- python -m jobs.sweep ...`).
+Storage, per sweep name: `<storage>/<name>/tune` (Tune's experiment),
+`<name>/trials/<trial_id>/checkpoint_*` (RLlib checkpoints) and `<name>/report/`.
+Rerunning a sweep whose experiment is in storage resumes it (Tuner.restore):
+unfinished and errored trials continue from their last checkpoint; finished
+ones are not run again. The last two lines are `report: <uri>` and
+`best_checkpoint: <uri>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from jobs.common import capacity, storage
+from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.ppo import build_ppo_config
+from jobs.common.sweep import Sweep, check_trial_fits, load_sweep, param_space, scheduler, search_algorithm
+from jobs.common.sweep_report import ReportContext, build_report, save_context, sweep_uri, tune_uri
+
+EXIT_INTERRUPTED = 130
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="sweep YAML, e.g. jobs/sweeps/cartpole-seed.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the sweep file, e.g. --set num_samples=2 (repeatable)",
+    )
+    parser.add_argument("--name", help="sweep name (its folder in storage, and the resume key)")
+    parser.add_argument("--storage", help="s3://bucket/prefix or a local directory (default: $RL_STORAGE_URI)")
+    parser.add_argument("--resume", action="store_true", help="fail unless the sweep exists in storage to resume")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the plan as JSON")
+    parser.add_argument("--check", action="store_true", help="validate the sweep and its storage, then exit")
+    return parser.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    shortcuts = {"name": args.name, "storage": args.storage}
+    return list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]
+
+
+def check_ray_settings(sweep: Sweep) -> None:
+    try:
+        build_ppo_config(sweep.base_experiment, in_process_gpus=sweep.spec.resources_per_trial.gpus).validate()
+    except (ValueError, TypeError) as err:
+        raise UserError(f"sweep '{sweep.source}': Ray rejects the base experiment's settings: {err}") from None
+
+
+def plan(sweep: Sweep, storage_uri: str | None, groups) -> dict[str, Any]:
+    spec = sweep.spec
+    return {
+        "sweep": sweep.name,
+        "storage": sweep_uri(storage_uri, sweep.name) if storage_uri else None,
+        "trials": sweep.trial_count(),
+        "search_space": {d.key: d.describe() for d in sweep.dimensions},
+        "search": spec.search.model_dump(),
+        "scheduler": spec.scheduler.model_dump(),
+        "metric": sweep.metric,
+        "mode": spec.mode,
+        "best": {"metric": sweep.best_metric, "mode": sweep.best_mode},
+        "resources_per_trial": spec.resources_per_trial.model_dump(),
+        "max_concurrent_trials": spec.max_concurrent_trials,
+        "max_failures": spec.max_failures,
+        "base_experiment": json.loads(json.dumps(sweep.base_experiment.model_dump(by_alias=True, mode="json"))),
+        "cluster_capacity": {n: vars(g) for n, g in groups.items()} if groups else None,
+    }
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sweep = load_sweep(args.config, overrides_from(args))
+    groups = capacity.from_env()
+    check_trial_fits(sweep, groups)
+    check_ray_settings(sweep)
+    if args.dry_run:
+        configured = sweep.spec.storage or os.environ.get(storage.STORAGE_ENV_VAR)
+        print(json.dumps(plan(sweep, storage.resolve_storage(configured) if configured else None, groups), indent=2))
+        return 0
+
+    storage_uri = storage.resolve_storage(sweep.spec.storage)
+    storage.check_storage_reachable(storage_uri)
+    if args.check:
+        if args.resume and not _exists(storage_uri, sweep.name):
+            raise UserError(_nothing_to_resume(storage_uri, sweep.name))
+        return 0
+    return run(sweep, storage_uri, args.resume)
+
+
+def _exists(storage_uri: str, name: str) -> bool:
+    from ray.tune import Tuner
+
+    return Tuner.can_restore(tune_uri(storage_uri, name))
+
+
+def _nothing_to_resume(storage_uri: str, name: str) -> str:
+    return f"--resume: sweep '{name}' has no Tune experiment at {tune_uri(storage_uri, name)} to resume"
+
+
+def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
+    import ray
+    from ray import tune
+
+    from jobs.common.sweep_progress import SweepProgress
+    from jobs.common.sweep_report import _short_names
+    from jobs.common.trial import run_trial
+
+    experiment_path = tune_uri(storage_uri, sweep.name)
+    resuming = tune.Tuner.can_restore(experiment_path)
+    if must_resume and not resuming:
+        raise UserError(_nothing_to_resume(storage_uri, sweep.name))
+    if resuming:
+        # The first line of a resumed sweep says so (before Ray logs anything).
+        print(f"resumed from {experiment_path}", flush=True)
+    for note in sweep.notes:
+        print(note, flush=True)
+
+    ray.init(logging_level="warning")
+    from jobs.common.placement import CPU_GROUP, GPU_GROUP, cluster_has_groups, group_request
+
+    wanted = sweep.spec.resources_per_trial
+    bundle: dict[str, float] = {"CPU": wanted.cpus, "GPU": wanted.gpus}
+    if cluster_has_groups(ray.cluster_resources()):
+        bundle.update(group_request(GPU_GROUP if wanted.gpus > 0 else CPU_GROUP))
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial,
+            base=sweep.base,
+            encoded_keys=sweep.encoded_keys,
+            storage_uri=storage_uri,
+            sweep_name=sweep.name,
+            gpus=wanted.gpus,
+        ),
+        tune.PlacementGroupFactory([bundle]),
+    )
+    context = ReportContext.of(sweep)
+    save_context(storage_uri, context)
+    progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, _short_names(context))
+    run_config = tune.RunConfig(
+        name="tune",
+        storage_path=sweep_uri(storage_uri, sweep.name),
+        failure_config=tune.FailureConfig(max_failures=sweep.spec.max_failures),
+        callbacks=[progress],
+        verbose=0,
+    )
+    if resuming:
+        tuner = tune.Tuner.restore(
+            experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=True, restart_errored=False
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(sweep),
+            tune_config=tune.TuneConfig(
+                metric=sweep.metric,
+                mode=sweep.spec.mode,
+                search_alg=search_algorithm(sweep),
+                scheduler=scheduler(sweep),
+                num_samples=sweep.spec.num_samples,
+                max_concurrent_trials=sweep.spec.max_concurrent_trials,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=run_config,
+        )
+    # `ray job stop` sends SIGTERM: let Tune stop the way it does on Ctrl+C,
+    # saving its experiment state to storage before the job ends.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    tuner.fit()
+    ray.shutdown()
+
+    report = build_report(storage_uri, sweep.name)
+    print(report.summary, flush=True)
+    pending = [r for r in report.rows if r["outcome"] in ("running", "pending", "paused")]
+    if pending:
+        print(f"sweep interrupted: {len(pending)} trials unfinished; rerun the same command to resume", flush=True)
+    print(f"report: {report.uri}", flush=True)
+    print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
+    return EXIT_INTERRUPTED if pending else 0
+
+
+def trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+if __name__ == "__main__":
+    sys.exit(main())
