@@ -29,6 +29,8 @@ JOBS = {
         "python -m jobs.train --config jobs/experiments/ppo-halfcheetah.yaml --num-gpus 4 --num-workers 32",
         6 * 3600,
     ),
+    # A retry (backoffLimit) or a re-apply resumes the sweep from S3: finished trials are kept.
+    "sweep-cartpole-asha": ("dev", "python -m jobs.sweep --config jobs/sweeps/cartpole-asha.yaml", 2 * 3600),
 }
 
 

@@ -416,7 +416,7 @@ def _check_args(primitive: str, args: Any, where: str) -> list[Any]:
     low, high = args[0], args[1]
     if low >= high:
         raise UserError(
-            f"{where}: bounds reversed or empty: low {low} >= high {high}; write [{high}, {low}]"
+            f"{where}: bounds reversed: low {low} > high {high}; write [{high}, {low}]"
             if low > high
             else f"{where}: empty range [{low}, {high}]: low must be below high"
         )

@@ -5,6 +5,7 @@ the rendered objects obey the project's policies."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import kubernetes_validate
@@ -162,7 +163,7 @@ def test_network_policy_admits_only_ray_pods_and_the_operator():
     assert len(sources) == 2
 
 
-@pytest.mark.parametrize("name", ["train-ppo-cartpole", "train-ppo-halfcheetah"])
+@pytest.mark.parametrize("name", ["train-ppo-cartpole", "train-ppo-halfcheetah", "sweep-cartpole-asha"])
 def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
     from controlplane.kuberay import rayjobs
 
@@ -173,5 +174,6 @@ def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
     spec = job["spec"]
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 0
-    assert spec["entrypoint"].startswith("python -m jobs.train --config jobs/experiments/")
+    module, config = re.match(r"^python -m (jobs\.train|jobs\.sweep) --config (\S+)", spec["entrypoint"]).groups()
+    assert (REPO_ROOT / config).is_file(), f"{name} runs {module} on a file that does not exist: {config}"
     assert "AWS_" not in spec["runtimeEnvYAML"]  # credentials never travel with a job

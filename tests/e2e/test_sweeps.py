@@ -1,0 +1,168 @@
+"""Sweeps, as a user runs them: `ray job submit` of jobs.sweep on the local
+cluster, everything in S3, the best checkpoint evaluated, and a sweep stopped
+with `ray job stop` and resubmitted that finishes without running any
+finished trial again.
+
+Shares the session's cluster (tests/e2e/conftest.py) with the other e2e files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import job_id_of
+from tests.e2e.joblog import job_lines, ours
+
+pytestmark = pytest.mark.e2e
+
+RUN = uuid.uuid4().hex[:6]
+FOUND: dict[str, str] = {}
+
+
+def sweep(cluster, *args: str, config: str = "jobs/sweeps/cartpole-asha.yaml", wait: bool = True, timeout=900):
+    submit = ["submit"] if wait else ["submit", "--no-wait"]
+    return cluster.control(*submit, "--", "python", "-m", "jobs.sweep", "--config", config, *args, timeout=timeout)
+
+
+def prefix_of(cluster, name: str) -> str:
+    storage = cluster.client_env()["RL_STORAGE_URI"]
+    return storage.split("/", 3)[3] + f"/{name}/"
+
+
+def read_object(cluster, key: str) -> bytes:
+    return cluster.s3().get_object(Bucket=cluster.client_env()["RL_BUCKET"], Key=key)["Body"].read()
+
+
+# ---------------------------------------------------------------- a small ASHA sweep
+
+
+def test_small_asha_sweep_finishes_with_report_and_checkpoints_in_s3(cluster):
+    name = f"e2e-asha-{RUN}"
+    # The shipped ASHA sweep, one sample per grid point: 6 trials.
+    result = sweep(cluster, "--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=20000")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    lines = ours(job_lines(result.stdout))
+    assert re.match(r"^report: s3://\S+/report$", lines[-2]), lines[-6:]
+    assert re.match(r"^best_checkpoint: s3://\S+/trials/\w+/checkpoint_\d{6}$", lines[-1]), lines[-6:]
+    assert any(re.search(r"trials \d+/6 done \| \d+ running \| \d+ pending", line) for line in lines)
+    assert any(line.startswith("sweep " + name + ": 6 of 6 trials") for line in lines)
+
+    keys = cluster.keys(prefix_of(cluster, name))
+    tune = [k for k in keys if "/tune/" in k]
+    assert any(re.search(r"/tune/experiment_state-.*\.json$", k) for k in tune), tune
+    assert any(k.endswith("/tune/tuner.pkl") for k in tune)
+    trial_checkpoints = {k.split("/trials/")[1].split("/")[0] for k in keys if re.search(r"/trials/\w+/checkpoint_", k)}
+    assert trial_checkpoints, "no trial checkpoint in the bucket"
+    report = prefix_of(cluster, name) + "report/"
+    for file in ("trials.csv", "learning_curves.png", "summary.txt", "best.json"):
+        assert report + file in keys, file
+    rows = read_object(cluster, report + "trials.csv").decode().strip().splitlines()
+    assert len(rows) == 1 + 6, rows
+    assert rows[0].startswith("rank,trial_id,outcome,model.fcnet_hiddens,model.fcnet_activation,training.lr")
+    assert read_object(cluster, report + "learning_curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    best = json.loads(read_object(cluster, report + "best.json"))
+    assert best["checkpoint"] == lines[-1].split(" ", 1)[1]
+    FOUND["best_checkpoint"] = best["checkpoint"]
+
+
+def test_best_checkpoint_evaluates(cluster):
+    checkpoint = FOUND.get("best_checkpoint")
+    if not checkpoint:
+        pytest.skip("needs the sweep above")
+    result = cluster.control("evaluate", "--checkpoint", checkpoint, "--episodes", "3", timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    found = re.search(r"^mean_return: ([\d.]+) std: [\d.]+ episodes: 3 video: (\S+)$", result.stdout, re.M)
+    assert found, result.stdout[-2000:]
+    assert found.group(2).startswith(checkpoint.rsplit("/", 1)[0] + "/evaluations/")
+
+
+def test_sweep_report_rebuilds_from_s3_alone(cluster, tmp_path):
+    if not FOUND.get("best_checkpoint"):
+        pytest.skip("needs the sweep above")
+    name = f"e2e-asha-{RUN}"
+    result = cluster.control("report", "--name", name, "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"best_checkpoint: {FOUND['best_checkpoint']}"
+    assert (tmp_path / name / "learning_curves.png").stat().st_size > 10_000
+    assert len((tmp_path / name / "trials.csv").read_text().strip().splitlines()) == 7
+
+
+# ---------------------------------------------------------------- stop, resubmit, resume
+
+
+def trial_pointers(cluster, name: str) -> dict[str, dict]:
+    """Each trial's latest.json: its newest complete checkpoint and whether it finished."""
+    keys = cluster.keys(prefix_of(cluster, name) + "trials/")
+    return {
+        key.split("/trials/")[1].split("/")[0]: json.loads(read_object(cluster, key))
+        for key in keys
+        if key.endswith("/latest.json")
+    }
+
+
+def checkpoints_of(cluster, name: str, trial_id: str) -> set[str]:
+    keys = cluster.keys(prefix_of(cluster, name) + f"trials/{trial_id}/")
+    return {k.split(f"/{trial_id}/")[1].split("/")[0] for k in keys if "/checkpoint_" in k}
+
+
+def ray_cli(cluster, *args: str) -> subprocess.CompletedProcess:
+    ray = str(Path(sys.executable).parent / "ray")
+    return subprocess.run([ray, *args], cwd=REPO_ROOT, env=cluster.client_env(), capture_output=True, text=True)
+
+
+def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
+    name = f"e2e-resume-{RUN}"
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
+    config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 2 samples = 8 trials, FIFO
+    submitted = sweep(cluster, *args, config=config, wait=False)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    client = cluster.jobs()
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = [int(n) for n in re.findall(r"trials (\d+)/8 done", client.get_job_logs(job_id))]
+        if done and max(done) >= 3:
+            break
+        assert str(client.get_job_status(job_id)) not in ("SUCCEEDED", "FAILED"), client.get_job_logs(job_id)[-3000:]
+        time.sleep(1)
+    else:
+        pytest.fail("the sweep did not finish 3 trials in 10 minutes")
+    stopped = ray_cli(cluster, "job", "stop", job_id)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert str(client.get_job_status(job_id)) == "STOPPED"
+
+    before = trial_pointers(cluster, name)
+    finished = {t: p for t, p in before.items() if p["finished"]}
+    assert len(finished) >= 3, before
+    assert len(finished) < 8, "every trial had finished: nothing left to resume"
+    checkpoints_before = {t: checkpoints_of(cluster, name, t) for t in finished}
+
+    resumed = sweep(cluster, *args, config=config)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    lines = ours(job_lines(resumed.stdout))
+    assert lines[0] == f"resumed from {cluster.client_env()['RL_STORAGE_URI']}/{name}/tune", lines[:3]
+    assert any(line.startswith(f"sweep {name}: 8 of 8 trials 8 finished") for line in lines), lines[-20:]
+
+    after = trial_pointers(cluster, name)
+    assert len(after) == 8 and all(p["finished"] for p in after.values()), after
+    for trial_id, pointer in finished.items():
+        # Same trial id, same final iteration and env steps, no new checkpoint: it did not run again.
+        assert after[trial_id]["iteration"] == pointer["iteration"], trial_id
+        assert after[trial_id]["env_steps"] == pointer["env_steps"], trial_id
+        assert after[trial_id]["checkpoint"] == pointer["checkpoint"], trial_id
+        assert checkpoints_of(cluster, name, trial_id) == checkpoints_before[trial_id], trial_id
+    # The unfinished ones went on from where they were, not from scratch.
+    for trial_id, pointer in before.items():
+        if not pointer["finished"]:
+            assert after[trial_id]["iteration"] >= pointer["iteration"], trial_id
