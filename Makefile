@@ -38,7 +38,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all lint bench lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all lint bench bench-ppo bench-sweeps lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -95,8 +95,13 @@ images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
 	docker push $(IMAGE):$(TAG)-gpu
 
-bench: venv  ## benchmarks: print a table, write bench/out/*.json
+bench: bench-ppo bench-sweeps  ## every benchmark: each prints a table and writes bench/out/*.json
+
+bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
 	$(PY) bench/ppo_cartpole.py
+
+bench-sweeps: venv  ## seed and ASHA sweeps: wall time, trials/min, ours vs plain Tune (bench/sweeps.py)
+	$(PY) bench/sweeps.py
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is

@@ -25,6 +25,7 @@ from jobs.common.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.experiment import Experiment, load_experiment
 from jobs.common.ppo import build_ppo_config, learner_plan, placement_plan, resolved_settings
+from jobs.common.returns import ReturnWindow
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,11 +86,6 @@ def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | 
 # --------------------------------------------------------------------------
 # Progress and stopping
 # --------------------------------------------------------------------------
-
-
-def episode_return(result: dict[str, Any]) -> float:
-    value = result.get("env_runners", {}).get("episode_return_mean")
-    return float(value) if value is not None else math.nan
 
 
 def stop_reason(experiment: Experiment, *, iteration: int, env_steps: int, ret: float, time_s: float) -> str | None:
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     storage_uri = storage.resolve_storage(experiment.storage)
     storage.check_storage_reachable(storage_uri)
     latest = storage.read_latest(storage_uri, experiment.name)
-    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0}
+    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0, "return_window": []}
     if latest and not args.check:
         # The first line of a resumed run says so (before Ray logs anything).
         print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
@@ -234,6 +230,7 @@ def train(
     checkpoint = latest["checkpoint"] if latest else None
     saved_at_iteration = state["iteration"] if latest else None
     reason = None
+    window = ReturnWindow(experiment.metrics_smoothing_episodes, state["return_window"])
     try:
         while reason is None:
             iter_started = time.monotonic()
@@ -241,7 +238,9 @@ def train(
             state["iteration"] += 1
             # Lifetime counters restart with the process; add what earlier runs did.
             state["env_steps"] = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
-            ret = episode_return(result)
+            smoothed = window.add(result)
+            state["return_window"] = window.history
+            ret = math.nan if smoothed is None else smoothed
             state["episode_return_mean"] = None if math.isnan(ret) else ret
             state["time_s"] = time_before + (time.monotonic() - run_started)
             iter_s = time.monotonic() - iter_started

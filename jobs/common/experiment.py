@@ -156,7 +156,8 @@ class Experiment(_Section):
     seed: int | None = Field(0, ge=0)
     # s3://bucket/prefix or a local directory; None: $RL_STORAGE_URI.
     storage: str | None = None
-    # Episodes averaged into episode_return_mean (RLlib's default is 100).
+    # episode_return_mean (stop criteria, progress, sweep metrics) is the mean of the
+    # last this-many episodes (jobs.common.returns); RLlib's default window is 100.
     metrics_smoothing_episodes: int = Field(100, ge=1, le=10000)
     env_runners: EnvRunners = Field(default_factory=EnvRunners)
     learners: Learners = Field(default_factory=Learners)

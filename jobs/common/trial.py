@@ -26,6 +26,7 @@ from typing import Any
 
 from jobs.common import storage
 from jobs.common.experiment import Experiment
+from jobs.common.returns import ReturnWindow
 from jobs.common.sweep import trial_experiment
 
 POINTER = "pointer.json"
@@ -117,6 +118,7 @@ def run_trial(
         "finished": False,
         "stop_reason": None,
         "checkpoint": None,
+        "return_window": [],
     }
     start = choose_start(
         storage.read_json(storage.join(folder, storage.LATEST_POINTER)), _read_given_checkpoint(), trial_id
@@ -141,12 +143,14 @@ def run_trial(
         started = time.monotonic()
         every = experiment.checkpoint.every_n_iterations
         target = experiment.stop.episode_return_mean
+        window = ReturnWindow(experiment.metrics_smoothing_episodes, state["return_window"])
         while True:
             result = algo.train()
             runners = result.get("env_runners", {})
             state["iteration"] += 1
             state["env_steps"] = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
-            state["episode_return_mean"] = _finite(runners.get("episode_return_mean"))
+            state["episode_return_mean"] = window.add(result)
+            state["return_window"] = window.history
             state["episode_len_mean"] = _finite(runners.get("episode_len_mean"))
             state["time_s"] = time_before + time.monotonic() - started
             ret = state["episode_return_mean"]
