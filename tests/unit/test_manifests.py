@@ -177,3 +177,14 @@ def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
     module, config = re.match(r"^python -m (jobs\.train|jobs\.sweep) --config (\S+)", spec["entrypoint"]).groups()
     assert (REPO_ROOT / config).is_file(), f"{name} runs {module} on a file that does not exist: {config}"
     assert "AWS_" not in spec["runtimeEnvYAML"]  # credentials never travel with a job
+
+
+def test_gpu_overlay_keeps_gcs_state_in_redis_with_the_password_by_reference():
+    gpu = next(obj for obj in render("k8s/overlays/gpu") if obj["kind"] == "RayCluster")
+    options = gpu["spec"]["gcsFaultToleranceOptions"]
+    assert re.match(r"^[\w.-]+:\d+$", options["redisAddress"])
+    assert "value" not in options["redisPassword"]
+    assert options["redisPassword"]["valueFrom"]["secretKeyRef"] == {"name": "ray-rl-redis", "key": "password"}
+    # dev: no Redis; a restarted head starts empty and jobs resume from S3 when resubmitted.
+    dev = next(obj for obj in render("k8s/overlays/dev") if obj["kind"] == "RayCluster")
+    assert "gcsFaultToleranceOptions" not in dev["spec"]
