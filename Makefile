@@ -38,7 +38,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all lint bench bench-ppo bench-sweeps lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ lint: venv  ## ruff: lint and formatting
 test-all: venv  ## every test, slow ones included
 	$(PY) -m pytest
 
+test-chaos: venv  ## the fault tests: nodes and the head killed mid-run (they need the e2e cluster)
+	$(PY) -m pytest -m chaos tests/e2e
+
 images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=...)
 	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=cpu -t $(IMAGE):$(TAG)-cpu --load .
 	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=gpu -t $(IMAGE):$(TAG)-gpu --load .
@@ -95,13 +98,16 @@ images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
 	docker push $(IMAGE):$(TAG)-gpu
 
-bench: bench-ppo bench-sweeps  ## every benchmark: each prints a table and writes bench/out/*.json
+bench: bench-ppo bench-sweeps bench-faults  ## every benchmark: each prints a table and writes bench/out/*.json
 
 bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
 	$(PY) bench/ppo_cartpole.py
 
 bench-sweeps: venv  ## seed and ASHA sweeps: wall time, trials/min, ours vs plain Tune (bench/sweeps.py)
 	$(PY) bench/sweeps.py
+
+bench-faults: venv  ## fault injection: each fault once, what the run did, time to recover, what was lost
+	$(PY) bench/faults.py
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is

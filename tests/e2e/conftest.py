@@ -72,6 +72,15 @@ def job_id_of(output: str) -> str:
     return found[0]
 
 
+# Modules that kill parts of the shared cluster run after the journeys; the
+# security scan runs last, when the bucket, the jobs and the logs hold a full run.
+LAST = ("tests/e2e/test_faults.py", "tests/e2e/test_security.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: next((i + 1 for i, m in enumerate(LAST) if item.nodeid.startswith(m)), 0))
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster") / ".cluster"

@@ -1,0 +1,216 @@
+"""Faults on the local cluster, processes killed by PID: a worker node dies mid-sweep
+and mid-training, the head dies mid-sweep. What must hold: `make cluster-up`
+brings the missing part back, the run resumes from S3, a crash costs at most
+one checkpoint interval, and no finished trial runs again.
+
+Marked `chaos` (`make test-chaos`); they run after the other e2e modules and
+before the security scan. With FAULT_REPORT=<file>, each test appends one JSON
+line (fault, what the run did, time to recover, trials/checkpoints lost):
+bench/faults.py runs them and prints that table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import job_id_of
+from tests.e2e.joblog import job_lines, ours
+from tests.e2e.test_sweeps import checkpoints_of, prefix_of, read_object, sweep, trial_pointers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+RUN = uuid.uuid4().hex[:6]
+SEED_SWEEP = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x num_samples
+
+
+def record(**row) -> None:
+    path = os.environ.get("FAULT_REPORT")
+    if path:
+        with open(path, "a") as report:
+            report.write(json.dumps(row) + "\n")
+
+
+def session_of(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (comm) state ppid pgrp session ..."; comm may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[3])
+
+
+def raylet_of(cluster, group: str) -> int:
+    """The raylet of one node: the `raylet` process in that node's session."""
+    leader = cluster.state.load()["pids"][group]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "raylet" and session_of(int(entry.name)) == leader:
+                return int(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    raise AssertionError(f"no raylet in the session of {group} ({leader})")
+
+
+def wait_for_trials_done(cluster, job_id: str, total: int, at_least: int, timeout: float = 600) -> None:
+    client = cluster.jobs()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = client.get_job_logs(job_id)
+        done = [int(n) for n in re.findall(rf"trials (\d+)/{total} done", logs)]
+        if done and max(done) >= at_least:
+            return
+        assert str(client.get_job_status(job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"), logs[-3000:]
+        time.sleep(1)
+    pytest.fail(f"fewer than {at_least} trials done in {timeout:.0f} s")
+
+
+def wait_for_job(cluster, job_id: str, timeout: float = 900) -> str:
+    client = cluster.jobs()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = str(client.get_job_status(job_id))
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            return status
+        time.sleep(2)
+    pytest.fail(f"job {job_id} still running after {timeout:.0f} s")
+
+
+def finished_unchanged(cluster, name: str, before: dict, checkpoints_before: dict) -> int:
+    """How many trials that had finished before the fault ran again (must be 0)."""
+    after = trial_pointers(cluster, name)
+    again = 0
+    for trial_id, pointer in before.items():
+        if not pointer["finished"]:
+            continue
+        same = (after[trial_id]["iteration"], after[trial_id]["checkpoint"]) == (
+            pointer["iteration"],
+            pointer["checkpoint"],
+        )
+        same = same and checkpoints_of(cluster, name, trial_id) == checkpoints_before[trial_id]
+        again += not same
+    return again
+
+
+def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
+    name = f"chaos-worker-{RUN}"
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
+    submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    wait_for_trials_done(cluster, job_id, total=8, at_least=2)
+    before = trial_pointers(cluster, name)
+    checkpoints_before = {t: checkpoints_of(cluster, name, t) for t, p in before.items() if p["finished"]}
+
+    killed_at = time.monotonic()
+    os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)
+    time.sleep(3)
+    repaired = cluster.control("up", timeout=300)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+
+    assert wait_for_job(cluster, job_id) == "SUCCEEDED", cluster.jobs().get_job_logs(job_id)[-4000:]
+    recovered_s = time.monotonic() - killed_at
+    lines = ours(cluster.jobs().get_job_logs(job_id).splitlines())
+    assert any(line.startswith(f"sweep {name}: 8 of 8 trials 8 finished") for line in lines), lines[-15:]
+    again = finished_unchanged(cluster, name, before, checkpoints_before)
+    assert again == 0
+    record(
+        fault="cpu-workers raylet killed mid-sweep (8 trials)",
+        outcome="cluster-up repaired the node; failed trials retried from their checkpoints; sweep finished",
+        recover_s=round(recovered_s, 1),
+        lost=f"{again} finished trials re-run",
+    )
+
+
+def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster):
+    name = f"chaos-head-{RUN}"
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
+    submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    wait_for_trials_done(cluster, job_id, total=8, at_least=3)
+    before = trial_pointers(cluster, name)
+    finished_before = [t for t, p in before.items() if p["finished"]]
+    checkpoints_before = {t: checkpoints_of(cluster, name, t) for t in finished_before}
+
+    killed_at = time.monotonic()
+    os.killpg(cluster.state.load()["pids"]["head"], signal.SIGKILL)  # GCS, dashboard, the job's driver
+    up = cluster.control("up", timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    cluster.markers.add(cluster.state.load()["cluster_id"])
+    resumed = sweep(cluster, *args, config=SEED_SWEEP)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    recovered_s = time.monotonic() - killed_at
+    lines = ours(job_lines(resumed.stdout))
+    assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
+    assert any(line.startswith(f"sweep {name}: 8 of 8 trials 8 finished") for line in lines), lines[-15:]
+    again = finished_unchanged(cluster, name, before, checkpoints_before)
+    assert again == 0
+    record(
+        fault="head killed mid-sweep (GCS and the driver gone)",
+        outcome=f"cluster-up restarted the cluster; resubmitted sweep resumed with {len(finished_before)} "
+        "finished trials kept",
+        recover_s=round(recovered_s, 1),
+        lost=f"{again} finished trials re-run",
+    )
+
+
+def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoint(cluster):
+    name = f"chaos-train-{RUN}"
+    args = ("--name", name, "--set", "checkpoint.every_n_iterations=2", "--set", "stop.env_steps=400000")
+    submitted = cluster.control(
+        "submit",
+        "--no-wait",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--config",
+        "jobs/experiments/ppo-cartpole.yaml",
+        *args,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    latest_key = prefix_of(cluster, name) + "latest.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if latest_key in cluster.keys(prefix_of(cluster, name)):
+            latest = json.loads(read_object(cluster, latest_key))
+            if latest["iteration"] >= 4:
+                break
+        time.sleep(1)
+    else:
+        pytest.fail("no checkpoint at iteration 4 within 10 minutes")
+
+    killed_at = time.monotonic()
+    os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)  # the env runner and the learner
+    status = wait_for_job(cluster, job_id, timeout=600)
+    latest = json.loads(read_object(cluster, latest_key))  # the newest complete checkpoint
+    repaired = cluster.control("up", timeout=300)
+    assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+    resumed = cluster.control(
+        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml", *args
+    )
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    recovered_s = time.monotonic() - killed_at
+    lines = ours(job_lines(resumed.stdout))
+    assert lines[0] == f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", lines[:3]
+    first_iteration = int(
+        re.search(r"^iter\s+(\d+)", next(line for line in lines if line.startswith("iter "))).group(1)
+    )
+    assert first_iteration == latest["iteration"] + 1
+    assert lines[-1].startswith("checkpoint: s3://")
+    record(
+        fault="cpu-workers raylet killed mid-training (env runner and learner)",
+        outcome=f"job {status.lower()}; cluster-up repaired the node; resubmitted run resumed at iteration "
+        f"{latest['iteration']}",
+        recover_s=round(recovered_s, 1),
+        lost="at most one checkpoint interval (2 iterations)",
+    )

@@ -1,0 +1,206 @@
+"""Security on the local cluster: token authentication everywhere, servers on
+127.0.0.1 where they can be told to, and no secret anywhere after a full run.
+
+Runs after every other e2e module (tests/e2e/conftest.py orders it last), so
+the bucket, the job list and the logs hold a full run: training, resume,
+evaluation and sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from controlplane import processes
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+# Ray 2.60 binds these on all interfaces whatever --node-ip-address says (README: Security).
+RAY_INTERNAL = ("gcs_server", "raylet", "ray.util.client.server")
+
+
+def token_of(cluster) -> str:
+    return Path(cluster.client_env()["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+
+
+def http_status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_jobs_api_and_dashboard_refuse_requests_without_the_token(cluster):
+    address = cluster.client_env()["RAY_ADDRESS"]
+    token = token_of(cluster)
+    for path in ("/api/jobs/", "/api/version", "/nodes?view=summary", "/api/cluster_status"):
+        assert http_status(address + path) == 401, path
+        assert http_status(address + path, token="not-the-token") == 401, path
+        assert http_status(address + path, token=token) == 200, path
+
+
+def test_ray_job_submit_needs_the_token(cluster, tmp_path):
+    ray = str(Path(sys.executable).parent / "ray")
+    command = [ray, "job", "submit", "--entrypoint-num-cpus", "0", "--", "python", "-c", "print('hello from a job')"]
+    with_token = subprocess.run(command, cwd=tmp_path, env=cluster.client_env(), capture_output=True, text=True)
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert "hello from a job" in with_token.stdout
+    # Same command, without the token (and a HOME without ~/.ray/auth_token).
+    bare = {k: v for k, v in cluster.client_env().items() if k not in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    bare["HOME"] = str(tmp_path)
+    without = subprocess.run(command, cwd=tmp_path, env=bare, capture_output=True, text=True, timeout=300)
+    assert without.returncode != 0
+    assert "hello from a job" not in without.stdout
+
+
+# ---------------------------------------------------------------- listening sockets
+
+
+def _inodes_of(pids: list[int]) -> dict[str, int]:
+    owners = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owners[link[8:-1]] = pid
+    return owners
+
+
+def _address(hex_address: str, v6: bool) -> str:
+    raw = bytes.fromhex(hex_address)
+    if not v6:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[str, int, int, str]]:
+    """(address, port, pid, command line) of every listening TCP socket of these processes."""
+    owners = _inodes_of(pids)
+    found = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in owners:  # 0A: LISTEN
+                continue
+            hex_address, hex_port = fields[1].split(":")
+            pid = owners[fields[9]]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append((_address(hex_address, v6), int(hex_port, 16), pid, command))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    return address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def test_dashboard_and_every_s3_port_listen_on_127_0_0_1_only(cluster):
+    state = cluster.state.load()
+    sockets = listening_sockets(processes.processes_with_marker(state["cluster_id"]))
+    assert sockets
+    dashboard = [(a, p) for a, p, _, _ in sockets if p == state["dashboard_port"]]
+    assert dashboard and all(is_loopback(a) for a, _ in dashboard), dashboard
+    s3 = [(a, p) for a, p, pid, _ in sockets if pid == state["pids"]["s3"]]
+    assert {p for _, p in s3} >= {state["s3_ports"]["s3.port"]}
+    assert all(is_loopback(a) for a, _ in s3), s3
+    # Everything else that listens beyond loopback is Ray's internal gRPC, which takes the token.
+    others = [(a, p, c) for a, p, _, c in sockets if not is_loopback(a)]
+    assert all(any(name in c for name in RAY_INTERNAL) for _, _, c in others), others
+
+
+def test_gcs_refuses_a_request_without_the_token_on_every_address(cluster):
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    port = cluster.state.load()["gcs_port"]
+    addresses = {"127.0.0.1"}
+    try:
+        addresses.add(socket.gethostbyname(socket.gethostname()))
+    except OSError:
+        pass
+    for address in addresses:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(grpc.insecure_channel(f"{address}:{port}"))
+        request = gcs_service_pb2.GetAllNodeInfoRequest()
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetAllNodeInfo(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, address
+        reply = stub.GetAllNodeInfo(request, timeout=30, metadata=(("authorization", f"Bearer {token_of(cluster)}"),))
+        assert len(reply.node_info_list) >= 3, address
+
+
+# ---------------------------------------------------------------- no secret anywhere
+
+
+def secrets_of(cluster) -> dict[str, bytes]:
+    env = cluster.client_env()
+    return {"S3 secret key": env["AWS_SECRET_ACCESS_KEY"].encode(), "Ray token": token_of(cluster).encode()}
+
+
+def test_no_secret_in_any_object_job_record_job_log_or_state_file(cluster):
+    env = cluster.client_env()
+    secrets = secrets_of(cluster)
+    s3 = cluster.s3()
+    keys = cluster.keys()
+    assert any("/trials/" in key for key in keys), "expected a full run (train and sweeps) in the bucket"
+    for key in keys:
+        body = s3.get_object(Bucket=env["RL_BUCKET"], Key=key)["Body"].read()
+        for what, secret in secrets.items():
+            assert secret not in body, f"{what} found in s3://{env['RL_BUCKET']}/{key}"
+
+    client = cluster.jobs()
+    jobs = client.list_jobs()
+    assert len(jobs) >= 8
+    for job in jobs:
+        record = repr(job).encode()  # metadata, runtime_env, entrypoint
+        logs = client.get_job_logs(job.submission_id).encode()
+        for what, secret in secrets.items():
+            assert secret not in record, f"{what} in job record {job.submission_id}"
+            assert secret not in logs, f"{what} in logs of {job.submission_id}"
+
+    # The state folder, Ray's logs under it included. The secrets' own files
+    # (0600) and the env file clients source are where they are meant to be.
+    root = cluster.state.root
+    own = {cluster.state.env_file, cluster.state.auth_token, root / "s3-credentials.json"}
+    for path in own:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    ray_dir = Path(os.path.realpath(cluster.state.ray_link))
+    scanned = 0
+    for folder in (root, ray_dir):
+        for path in folder.rglob("*"):
+            if path in own or not path.is_file() or path.is_symlink() or path.is_relative_to(cluster.state.s3_data):
+                continue
+            data = path.read_bytes()
+            scanned += 1
+            for what, secret in secrets.items():
+                assert secret not in data, f"{what} found in {path}"
+    assert scanned > 20
+
+
+def test_repository_files_hold_no_secret(cluster):
+    secrets = secrets_of(cluster)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    for name in listed.stdout.split():
+        path = REPO_ROOT / name
+        if path.is_file():
+            data = path.read_bytes()
+            for what, secret in secrets.items():
+                assert secret not in data, f"{what} found in {name}"
