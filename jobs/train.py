@@ -88,19 +88,6 @@ def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | 
 # --------------------------------------------------------------------------
 
 
-def stop_reason(experiment: Experiment, *, iteration: int, env_steps: int, ret: float, time_s: float) -> str | None:
-    stop = experiment.stop
-    if stop.episode_return_mean is not None and not math.isnan(ret) and ret >= stop.episode_return_mean:
-        return f"episode_return_mean {ret:.1f} >= {stop.episode_return_mean:g}"
-    if stop.env_steps is not None and env_steps >= stop.env_steps:
-        return f"env_steps {env_steps} >= {stop.env_steps}"
-    if stop.time_s is not None and time_s >= stop.time_s:
-        return f"time {time_s:.0f}s >= {stop.time_s:g}s"
-    if stop.iterations is not None and iteration >= stop.iterations:
-        return f"iterations {iteration} >= {stop.iterations}"
-    return None
-
-
 def progress_line(iteration: int, env_steps: int, ret: float, iter_s: float, time_s: float) -> str:
     shown = "   n/a" if math.isnan(ret) else f"{ret:6.1f}"
     return (
@@ -172,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(note, flush=True)
 
     previous_return = state["episode_return_mean"]
-    if latest and stop_reason(
-        experiment,
+    if latest and experiment.stop.reason(
         iteration=state["iteration"],
         env_steps=state["env_steps"],
         ret=math.nan if previous_return is None else previous_return,
@@ -255,8 +241,8 @@ def train(
                     "train_time_s": round(state["time_s"], 3),
                 }
             )
-            reason = stop_reason(
-                experiment, iteration=state["iteration"], env_steps=state["env_steps"], ret=ret, time_s=state["time_s"]
+            reason = experiment.stop.reason(
+                iteration=state["iteration"], env_steps=state["env_steps"], ret=ret, time_s=state["time_s"]
             )
             due = state["iteration"] % every == 0 or (reason is not None and experiment.checkpoint.at_end)
             if due:

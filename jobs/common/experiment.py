@@ -14,6 +14,7 @@ what would be accepted, before anything is built, submitted or written.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,19 @@ class Stop(_Section):
                 "no stop criterion: set at least one of episode_return_mean, env_steps, time_s, iterations"
             )
         return self
+
+    def reason(self, *, iteration: int, env_steps: int, ret: float | None, time_s: float) -> str | None:
+        """Why a run stops now (the first criterion met), or None to go on."""
+        if self.episode_return_mean is not None and ret is not None and not math.isnan(ret):
+            if ret >= self.episode_return_mean:
+                return f"episode_return_mean {ret:.1f} >= {self.episode_return_mean:g}"
+        if self.env_steps is not None and env_steps >= self.env_steps:
+            return f"env_steps {env_steps} >= {self.env_steps}"
+        if self.time_s is not None and time_s >= self.time_s:
+            return f"time {time_s:.0f}s >= {self.time_s:g}s"
+        if self.iterations is not None and iteration >= self.iterations:
+            return f"iterations {iteration} >= {self.iterations}"
+        return None
 
 
 class Checkpoint(_Section):

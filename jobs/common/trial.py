@@ -36,20 +36,6 @@ def trial_uri(storage_uri: str, sweep_name: str, trial_id: str) -> str:
     return storage.join(storage_uri, sweep_name, "trials", trial_id)
 
 
-def stop_reason(experiment: Experiment, state: dict[str, Any]) -> str | None:
-    stop = experiment.stop
-    ret = state["episode_return_mean"]
-    if stop.episode_return_mean is not None and ret is not None and ret >= stop.episode_return_mean:
-        return f"episode_return_mean {ret:.1f} >= {stop.episode_return_mean:g}"
-    if stop.env_steps is not None and state["env_steps"] >= stop.env_steps:
-        return f"env_steps {state['env_steps']} >= {stop.env_steps}"
-    if stop.time_s is not None and state["time_s"] >= stop.time_s:
-        return f"time {state['time_s']:.0f}s >= {stop.time_s:g}s"
-    if stop.iterations is not None and state["iteration"] >= stop.iterations:
-        return f"iterations {state['iteration']} >= {stop.iterations}"
-    return None
-
-
 def metrics_of(state: dict[str, Any]) -> dict[str, Any]:
     """What a trial reports to Tune each iteration (see sweep.METRICS)."""
     nan = math.nan
@@ -156,7 +142,12 @@ def run_trial(
             ret = state["episode_return_mean"]
             if state["solved_at"] is None and target is not None and ret is not None and ret >= target:
                 state["solved_at"] = state["env_steps"]
-            reason = stop_reason(experiment, state)
+            reason = experiment.stop.reason(
+                iteration=state["iteration"],
+                env_steps=state["env_steps"],
+                ret=state["episode_return_mean"],
+                time_s=state["time_s"],
+            )
             state["finished"], state["stop_reason"] = reason is not None, reason
             due = state["iteration"] % every == 0 or (reason is not None and experiment.checkpoint.at_end)
             if due:

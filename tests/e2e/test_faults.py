@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
-from tests.e2e.test_sweeps import checkpoints_of, prefix_of, read_object, sweep, trial_pointers
+from tests.e2e.test_sweeps import FIFO, checkpoints_of, prefix_of, read_object, sweep, trial_pointers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -100,7 +100,7 @@ def finished_unchanged(cluster, name: str, before: dict, checkpoints_before: dic
 
 def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
     name = f"chaos-worker-{RUN}"
-    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
     submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = job_id_of(submitted.stdout)
@@ -131,7 +131,7 @@ def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
 
 def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster):
     name = f"chaos-head-{RUN}"
-    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
     submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = job_id_of(submitted.stdout)

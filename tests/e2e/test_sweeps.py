@@ -25,6 +25,8 @@ from tests.e2e.joblog import job_lines, ours
 pytestmark = pytest.mark.e2e
 
 RUN = uuid.uuid4().hex[:6]
+# The seed sweep without its ASHA scheduler: every trial runs to its stop criterion.
+FIFO = "scheduler={type: fifo}"
 FOUND: dict[str, str] = {}
 
 
@@ -122,8 +124,8 @@ def ray_cli(cluster, *args: str) -> subprocess.CompletedProcess:
 
 def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     name = f"e2e-resume-{RUN}"
-    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000")
-    config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 2 samples = 8 trials, FIFO
+    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
+    config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 2 samples = 8 trials
     submitted = sweep(cluster, *args, config=config, wait=False)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = job_id_of(submitted.stdout)
