@@ -130,6 +130,7 @@ def trial_rows(context: ReportContext, analysis) -> list[dict[str, Any]]:
         row.update(
             {
                 "episode_return_mean": _number(result.get("episode_return_mean")),
+                "episode_len_mean": _number(result.get("episode_len_mean")),
                 "env_steps_to_solve": _number(result.get("env_steps_to_solve")),
                 "env_steps": int(result.get("env_steps") or 0),
                 "iterations": int(result.get("iteration") or 0),
@@ -295,8 +296,13 @@ def build_report(storage_uri: str, name: str) -> Report:
     except Exception as err:  # noqa: BLE001 - Tune raises ValueError/FileNotFoundError/...
         raise UserError(f"sweep '{name}': cannot read Tune's experiment at {experiment}: {err}") from None
     rows = trial_rows(context, analysis)
+    by = context.best_metric
+    if rows and all(_missing(r[by]) for r in rows) and by != context.metric:
+        # e.g. no trial reached the return that counts as solved: rank by the scheduler's metric.
+        by = context.metric
+        rows = rank(rows, by, context.mode)
     best = rows[0] if rows else None
-    with_checkpoint = next((r for r in rows if r["checkpoint"] and not _missing(r[context.best_metric])), None)
+    with_checkpoint = next((r for r in rows if r["checkpoint"] and not _missing(r[by])), None)
     folder = report_uri(storage_uri, name)
 
     names = _short_names(context)
@@ -306,19 +312,21 @@ def build_report(storage_uri: str, name: str) -> Report:
     lines = [
         f"sweep {name}: {len(rows)} of {context.trial_count} trials "
         + ", ".join(f"{n} {o}" for o, n in counts.items() if n),
-        f"ranked by {context.best_metric} ({context.best_mode})",
+        f"ranked by {context.best_metric} ({context.best_mode})"
+        if by == context.best_metric
+        else f"no trial reported {context.best_metric}: ranked by {by} ({context.mode})",
         "",
         top_table(context, rows),
         "",
     ]
-    best_record: dict[str, Any] = {"sweep": name, "metric": context.best_metric, "mode": context.best_mode}
-    if best is None or _missing(best[context.best_metric]):
-        lines.append(f"best: none (no trial reported {context.best_metric})")
+    best_record: dict[str, Any] = {"sweep": name, "metric": by}
+    if best is None or _missing(best[by]):
+        lines.append(f"best: none (no trial reported {by})")
     else:
         config = {key: best[key] for key in names}
-        value = _cell(best[context.best_metric])
-        lines.append(f"best: {best['trial_id']} {context.best_metric}={value} config={json.dumps(config)}")
-        best_record.update(trial_id=best["trial_id"], value=best[context.best_metric], config=config, row=best)
+        value = _cell(best[by])
+        lines.append(f"best: {best['trial_id']} {by}={value} config={json.dumps(config)}")
+        best_record.update(trial_id=best["trial_id"], value=best[by], config=config, row=best)
     if with_checkpoint and best and with_checkpoint is not best:
         lines.append(
             f"(the best trial has no checkpoint; the best one with a checkpoint is {with_checkpoint['trial_id']})"

@@ -72,9 +72,10 @@ def job_id_of(output: str) -> str:
     return found[0]
 
 
-# Modules that kill parts of the shared cluster run after the journeys; the
-# security scan runs last, when the bucket, the jobs and the logs hold a full run.
-LAST = ("tests/e2e/test_faults.py", "tests/e2e/test_security.py")
+# The security scan runs once the bucket, the jobs and the logs hold a full run
+# (training, evaluation, sweeps); the faults kill parts of the shared cluster
+# (a restarted head forgets the job list), so they go last.
+LAST = ("tests/e2e/test_security.py", "tests/e2e/test_faults.py")
 
 
 def pytest_collection_modifyitems(items):
