@@ -212,6 +212,7 @@ def trials_csv(context: ReportContext, rows: list[dict[str, Any]]) -> bytes:
     fields = ["rank", "trial_id", "outcome", *(d["key"] for d in context.dimensions)]
     fields += [
         "episode_return_mean",
+        "episode_len_mean",
         "env_steps_to_solve",
         "env_steps",
         "iterations",

@@ -3,9 +3,9 @@ and mid-training, the head dies mid-sweep. What must hold: `make cluster-up`
 brings the missing part back, the run resumes from S3, a crash costs at most
 one checkpoint interval, and no finished trial runs again.
 
-Marked `chaos` (`make test-chaos`); they run after every other e2e module. With FAULT_REPORT=<file>, each test appends one JSON
-line (fault, what the run did, time to recover, trials/checkpoints lost):
-bench/faults.py runs them and prints that table.
+Marked `chaos` (`make test-chaos`); they run after every other e2e module.
+With FAULT_REPORT=<file>, each test appends one JSON line (fault, what the run
+did, time to recover, trials/checkpoints lost): bench/faults.py runs them and prints that table.
 """
 
 from __future__ import annotations
