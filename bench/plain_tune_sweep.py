@@ -67,11 +67,12 @@ def main() -> None:
     elapsed = time.monotonic() - started
     # Trials that ran and ended (a trial cut by the time budget counts too: in the baseline's favour).
     done = sum(1 for r in results if r.metrics)
-    solved = [
-        r.metrics[STEPS]
-        for r in results
-        if r.metrics and not math.isnan(r.metrics.get(RETURN, math.nan)) and r.metrics[RETURN] >= 195
-    ]
+    solved = []
+    for result in results:
+        metrics = result.metrics or {}
+        ret = metrics.get("env_runners", {}).get("episode_return_mean", math.nan)
+        if not math.isnan(ret) and ret >= 195:
+            solved.append(metrics[STEPS])
     best = min(solved) if solved else None
     print(f"plain: trials {done} done in {elapsed:.1f} s; best env steps to 195: {best}", flush=True)
 
