@@ -17,13 +17,9 @@ checkpoint writes, no build).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +27,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from controlplane.ports import free_port  # noqa: E402
+from bench.common import bench_cluster, write_json  # noqa: E402
 
 PROGRESS = re.compile(r"iter\s+(\d+) \| env_steps\s+([\d,]+) \| return\s+([\d.]+|n/a) \|.*train_time\s+([\d.]+)s")
 TARGET = 450.0
@@ -82,18 +78,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "ppo_cartpole.json")
     args = parser.parse_args()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_", "RL_"))}
-    own_cluster = not args.use_running_cluster
-    if own_cluster:
-        env["CLUSTER_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-cluster-")
-        env["DASHBOARD_PORT"] = str(free_port())
-        print("starting a local cluster for the benchmark", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "controlplane", "up"], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL
-        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     rows = []
-    try:
+    with bench_cluster(args.use_running_cluster) as env:
         for seed in args.seeds:
             print(f"ours, seed {seed}: jobs/experiments/ppo-cartpole.yaml", flush=True)
             result = run_job(
@@ -115,11 +102,6 @@ def main() -> int:
                 print(f"plain RLlib PPO defaults, seed {seed}", flush=True)
                 result = run_job(["python", "bench/plain_rllib_ppo.py", "--seed", str(seed)], env)
                 rows.append({"run": "plain RLlib PPO defaults", "seed": seed, **result})
-    finally:
-        if own_cluster:
-            subprocess.run(
-                [sys.executable, "-m", "controlplane", "down"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL
-            )
 
     header = (
         f"{'run':<28} {'seed':>4} {'reached':>7} {'wall_to_450_s':>13} {'train_s':>8} {'env_steps':>9} {'iters':>5}"
@@ -130,24 +112,7 @@ def main() -> int:
             f"{row['run']:<28} {row['seed']:>4} {str(row['reached']):>7} {row.get('wall_to_450_s', '-'):>13} "
             f"{row.get('train_s', '-'):>8} {row.get('env_steps', '-'):>9} {row.get('iterations', '-'):>5}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "ppo_cartpole",
-                "target_return": TARGET,
-                "when": stamp,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwrote {os.path.relpath(args.out)}")
+    write_json(args.out, "ppo_cartpole", stamp, rows, target_return=TARGET)
     return 0
 
 

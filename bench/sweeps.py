@@ -22,13 +22,9 @@ trial reached a mean return of 195.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +32,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from controlplane.ports import free_port  # noqa: E402
+from bench.common import bench_cluster, write_json  # noqa: E402
 
 OURS_SUMMARY = re.compile(r"^sweep \S+: (\d+) of (\d+) trials(.*)$")
 OURS_BEST = re.compile(r"^best: \S+ env_steps_to_solve=([\d,]+)")
@@ -106,18 +102,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "sweeps.json")
     args = parser.parse_args()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_", "RL_"))}
-    own_cluster = not args.use_running_cluster
-    if own_cluster:
-        env["CLUSTER_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-cluster-")
-        env["DASHBOARD_PORT"] = str(free_port())
-        print("starting a local cluster for the benchmark", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "controlplane", "up"], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL
-        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     rows = []
-    try:
+    with bench_cluster(args.use_running_cluster) as env:
         for sweep in ("seed", "asha"):
             if args.only and sweep != args.only:
                 continue
@@ -129,11 +116,6 @@ def main() -> int:
                 print(f"plain Tune defaults: --sweep {sweep}" + (f" (time budget {budget:g} s)" if budget else ""))
                 result = plain(sweep, f"bench-{stamp}-plain-{sweep}", env, budget)
                 rows.append({"sweep": sweep, "run": "plain Tune + RLlib defaults", **result})
-    finally:
-        if own_cluster:
-            subprocess.run(
-                [sys.executable, "-m", "controlplane", "down"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL
-            )
 
     header = f"{'sweep':<6} {'run':<28} {'trials':>6} {'wall_s':>7} {'trials/min':>10} {'best_steps':>10} {'exit':>4}"
     print("\n" + header + "\n" + "-" * len(header))
@@ -142,23 +124,7 @@ def main() -> int:
             f"{row['sweep']:<6} {row['run']:<28} {row['trials'] or '-':>6} {row['wall_s']:>7} "
             f"{row['trials_per_min'] or '-':>10} {row['best_steps'] or '-':>10} {row['exit_status']:>4}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "sweeps",
-                "when": stamp,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwrote {os.path.relpath(args.out)}")
+    write_json(args.out, "sweeps", stamp, rows)
     return 0
 
 
