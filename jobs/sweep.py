@@ -117,11 +117,11 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     from ray import tune
 
     from jobs.common.sweep_progress import SweepProgress
-    from jobs.common.sweep_report import _short_names
+    from jobs.common.sweep_report import short_names
     from jobs.common.trial import run_trial
 
     experiment_path = tune_uri(storage_uri, sweep.name)
-    resuming = tune.Tuner.can_restore(experiment_path)
+    resuming = _exists(storage_uri, sweep.name)
     if must_resume and not resuming:
         raise UserError(_nothing_to_resume(storage_uri, sweep.name))
     if resuming:
@@ -150,7 +150,7 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     )
     context = ReportContext.of(sweep)
     save_context(storage_uri, context)
-    progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, _short_names(context))
+    progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, short_names(context))
     run_config = tune.RunConfig(
         name="tune",
         storage_path=sweep_uri(storage_uri, sweep.name),

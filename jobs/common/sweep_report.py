@@ -159,7 +159,7 @@ def rank(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, A
 # --------------------------------------------------------------------------
 
 
-def _short_names(context: ReportContext) -> dict[str, str]:
+def short_names(context: ReportContext) -> dict[str, str]:
     """training.lr -> lr, unless two keys share a last part."""
     lasts = [d["key"].rsplit(".", 1)[-1] for d in context.dimensions]
     return {
@@ -183,7 +183,7 @@ def _cell(value: Any) -> str:
 
 
 def top_table(context: ReportContext, rows: list[dict[str, Any]], limit: int = TOP_N) -> str:
-    names = _short_names(context)
+    names = short_names(context)
     columns = ["#", "trial", *names.values(), "return", "env_steps", "steps_to_solve", "iters", "time_s", "outcome"]
     table = []
     for index, row in enumerate(rows[:limit], start=1):
@@ -306,7 +306,7 @@ def build_report(storage_uri: str, name: str) -> Report:
     with_checkpoint = next((r for r in rows if r["checkpoint"] and not _missing(r[by])), None)
     folder = report_uri(storage_uri, name)
 
-    names = _short_names(context)
+    names = short_names(context)
     counts = {
         o: sum(r["outcome"] == o for r in rows) for o in ("finished", "stopped early", "error", "running", "pending")
     }
