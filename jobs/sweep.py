@@ -130,6 +130,7 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     for note in sweep.notes:
         print(note, flush=True)
 
+    keep_s3_keys_out_of_trial_runtime_envs()
     ray.init(logging_level="warning")
     from jobs.common.placement import CPU_GROUP, GPU_GROUP, cluster_has_groups, group_request
 
@@ -192,6 +193,23 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     print(f"report: {report.uri}", flush=True)
     print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
     return EXIT_INTERRUPTED if pending else 0
+
+
+# What Tune copies from the driver's environment into every trial actor's runtime_env.
+S3_KEY_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"}
+
+
+def keep_s3_keys_out_of_trial_runtime_envs() -> None:
+    """Stop Tune from copying the S3 keys into its trial actors' runtime_env.
+
+    Ray logs every runtime_env in plain text (runtime_env_agent.log on each node)
+    and keeps it in the GCS actor table. The copy is not needed: every node
+    already has the keys in its environment (a Kubernetes Secret, or the local
+    provider's server environment), and trial workers inherit it.
+    """
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = class_cache.ENV_VARS_TO_PROPAGATE - S3_KEY_VARS
 
 
 def trial_dirname(trial) -> str:

@@ -249,3 +249,21 @@ def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
     assert captured.err.startswith("error: sweep ") and "bounds reversed" in captured.err
     assert "Traceback" not in captured.err
     assert not (tmp_path / "store").exists()
+
+
+def test_trial_actors_get_no_s3_keys_in_their_runtime_env(monkeypatch):
+    # Ray logs runtime_envs in plain text; Tune would copy the driver's keys into each trial's.
+    from ray.tune.execution import class_cache
+
+    from jobs import sweep as entrypoint
+
+    monkeypatch.setattr(class_cache, "ENV_VARS_TO_PROPAGATE", class_cache.ENV_VARS_TO_PROPAGATE)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-logged")
+
+    class Trainable:
+        pass
+
+    entrypoint.keep_s3_keys_out_of_trial_runtime_envs()
+    runtime_env = class_cache._ActorClassCache().get(Trainable)._default_options["runtime_env"]
+    assert not set(runtime_env["env_vars"]) & entrypoint.S3_KEY_VARS
