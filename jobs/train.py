@@ -17,10 +17,9 @@ import math
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from jobs.common import capacity, report, storage
+from jobs.common import capacity, checkpoints, report, storage
 from jobs.common.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.experiment import Experiment, load_experiment
@@ -103,16 +102,13 @@ def progress_line(iteration: int, env_steps: int, ret: float, iter_s: float, tim
 
 def save_checkpoint(algo, experiment: Experiment, storage_uri: str, state: dict[str, Any]) -> str:
     """Write the checkpoint, then (last) the pointer that makes it the latest."""
-    uri = storage.checkpoint_uri(storage_uri, experiment.name, state["iteration"])
-    algo.save_to_path(uri)
-    # The evaluator needs the environment and model: keep the experiment beside the weights.
-    storage.write_bytes(storage.join(uri, "experiment.yaml"), experiment.to_yaml().encode())
-    storage.write_latest(
-        storage_uri,
-        experiment.name,
-        {**state, "checkpoint": uri, "written_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    return checkpoints.save(
+        algo,
+        storage.experiment_uri(storage_uri, experiment.name),
+        state["iteration"],
+        experiment.to_yaml(),
+        state,
     )
-    return uri
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +197,7 @@ def train(
     algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
     if latest:
         algo.restore_from_path(latest["checkpoint"])
-    storage.write_bytes(
+    checkpoints.write_bytes(
         storage.join(storage.experiment_uri(storage_uri, experiment.name), "experiment.yaml"),
         experiment.to_yaml().encode(),
     )
@@ -257,7 +253,7 @@ def train(
     ray.shutdown()
 
     curve = storage.join(experiment_uri, "learning_curve.png")
-    storage.write_bytes(
+    checkpoints.write_bytes(
         curve,
         report.learning_curve_png(
             history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean

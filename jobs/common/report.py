@@ -8,7 +8,7 @@ import io
 import math
 from typing import Any
 
-from jobs.common import storage
+from jobs.common import checkpoints, storage
 
 COLUMNS = ("iteration", "env_steps", "episode_return_mean", "train_time_s")
 
@@ -35,7 +35,7 @@ def save_progress(experiment_uri: str, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    storage.write_bytes(storage.join(experiment_uri, "progress.csv"), buffer.getvalue().encode())
+    checkpoints.write_bytes(storage.join(experiment_uri, "progress.csv"), buffer.getvalue().encode())
 
 
 def learning_curve_png(rows: list[dict[str, Any]], title: str, target: float | None) -> bytes:

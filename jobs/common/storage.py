@@ -1,11 +1,10 @@
 """Where runs live: an `s3://bucket/prefix` or a local directory.
 
-Checkpoints are written by RLlib itself (`save_to_path`), which goes through
-pyarrow's filesystem layer, the same one Ray Tune uses. This module only adds
-what RLlib does not: checking the bucket and credentials up front with a clear
-message, the `latest.json` pointer that makes a checkpoint "latest" only once
-all of its objects are written, and small text/binary objects (the resolved
-experiment, evaluation videos).
+Objects go through pyarrow's filesystem layer, the one RLlib and Ray Tune
+use. This module holds storage URIs, a check of the bucket and credentials
+with a clear message (up front, and after a failed write mid-run), small
+objects, and reading the `latest.json` pointer. Writing checkpoints, with
+retries, is jobs/common/checkpoints.py.
 
 S3 settings come from the environment only (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): keys are never passed
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs.common.errors import UserError
+from jobs.common.errors import StorageError, UserError
 
 STORAGE_ENV_VAR = "RL_STORAGE_URI"
 LATEST_POINTER = "latest.json"
@@ -90,17 +89,23 @@ class S3Location:
 def _s3_client():
     import boto3
 
-    # boto3 reads AWS_ENDPOINT_URL, the keys and the region from the environment.
-    return boto3.client("s3", region_name=os.environ.get("AWS_REGION") or "us-east-1")
+    # boto3 reads AWS_ENDPOINT_URL, the keys and the region from the environment. A new
+    # session each time: the default one keeps the first keys it saw for the whole process.
+    return boto3.session.Session().client("s3", region_name=os.environ.get("AWS_REGION") or "us-east-1")
 
 
 def check_storage_reachable(uri: str) -> None:
-    """Fail fast, before any training, if the bucket or the credentials are wrong."""
+    """Fail fast, before any training, if the bucket or the credentials are wrong.
+
+    Raises StorageError, `transient` when the server is unreachable or busy.
+    Also used after a failed write mid-run, to tell an outage (retry) from a
+    deleted bucket or revoked keys (stop at once, naming which).
+    """
     if not is_s3(uri):
         path = Path(uri)
         existing = next((p for p in [path, *path.parents] if p.exists()), None)
         if existing is None or not os.access(existing, os.W_OK):
-            raise UserError(f"storage '{uri}': local directory is not writable (nearest existing: {existing})")
+            raise StorageError(f"storage '{uri}': local directory is not writable (nearest existing: {existing})")
         return
 
     import botocore.exceptions
@@ -110,41 +115,46 @@ def check_storage_reachable(uri: str) -> None:
     try:
         _s3_client().list_objects_v2(Bucket=location.bucket, Prefix=location.key, MaxKeys=1)
     except botocore.exceptions.NoCredentialsError:
-        raise UserError(
+        raise StorageError(
             f"storage '{uri}': no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(`source .cluster/env` for the local cluster) or use an instance profile / workload identity"
         ) from None
-    except botocore.exceptions.EndpointConnectionError:
-        raise UserError(
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError):
+        raise StorageError(
             f"storage '{uri}': cannot reach the S3 endpoint {endpoint}; is the S3 server up "
-            "(`make cluster-status`)? Check AWS_ENDPOINT_URL"
+            "(`make cluster-status`)? Check AWS_ENDPOINT_URL",
+            transient=True,
         ) from None
     except botocore.exceptions.ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-        masked = f"{access_key[:4]}..." if access_key else "(none)"
-        if code in ("NoSuchBucket", "404"):
-            raise UserError(
-                f"storage '{uri}': bucket '{location.bucket}' does not exist at {endpoint}; create it, "
-                "or point storage at an existing bucket"
-            ) from None
-        if code == "InvalidAccessKeyId":
-            raise UserError(
-                f"storage '{uri}': the S3 server at {endpoint} does not know access key '{masked}'; "
-                "check AWS_ACCESS_KEY_ID"
-            ) from None
-        if code == "SignatureDoesNotMatch":
-            raise UserError(
-                f"storage '{uri}': the secret key for access key '{masked}' is wrong at {endpoint}; "
-                "check AWS_SECRET_ACCESS_KEY"
-            ) from None
-        if code in ("AccessDenied", "403", "Forbidden"):
-            raise UserError(
-                f"storage '{uri}': access denied to bucket '{location.bucket}' for access key '{masked}'"
-            ) from None
-        raise UserError(
-            f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}"
-        ) from None
+        raise _client_error(uri, location, endpoint, err) from None
+
+
+def _client_error(uri: str, location: S3Location, endpoint: str, err) -> StorageError:
+    code = err.response.get("Error", {}).get("Code", "")
+    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    masked = f"{access_key[:4]}..." if access_key else "(none)"
+    if code in ("NoSuchBucket", "404"):
+        return StorageError(
+            f"storage '{uri}': bucket '{location.bucket}' does not exist at {endpoint}; create it, "
+            "or point storage at an existing bucket"
+        )
+    if code == "InvalidAccessKeyId":
+        return StorageError(
+            f"storage '{uri}': the S3 server at {endpoint} does not know access key '{masked}' "
+            "(revoked or mistyped); check AWS_ACCESS_KEY_ID"
+        )
+    if code == "SignatureDoesNotMatch":
+        return StorageError(
+            f"storage '{uri}': the secret key for access key '{masked}' is wrong at {endpoint} "
+            "(rotated or mistyped); check AWS_SECRET_ACCESS_KEY"
+        )
+    if code in ("AccessDenied", "403", "Forbidden"):
+        return StorageError(f"storage '{uri}': access denied to bucket '{location.bucket}' for access key '{masked}'")
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return StorageError(
+        f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}",
+        transient=status >= 500 or code in ("SlowDown", "RequestTimeout"),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -210,11 +220,6 @@ def experiment_uri(storage: str, name: str) -> str:
 
 def checkpoint_uri(storage: str, name: str, iteration: int) -> str:
     return join(storage, name, f"checkpoint_{iteration:06d}")
-
-
-def write_latest(storage: str, name: str, record: dict[str, Any]) -> None:
-    """Written after every object of a checkpoint is in place: one PUT, atomic."""
-    write_bytes(join(experiment_uri(storage, name), LATEST_POINTER), json.dumps(record, indent=2).encode())
 
 
 def read_latest(storage: str, name: str) -> dict[str, Any] | None:

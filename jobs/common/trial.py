@@ -4,9 +4,9 @@ Per-trial overhead dominates small RL trials, so a trial is one actor that
 samples and learns in-process (no remote env runners or learners to start),
 and Tune reuses that actor for the next trial (imports and all).
 
-Checkpoints are RLlib's own (`save_to_path`, straight to storage), one folder
-per trial: `<sweep>/trials/<trial_id>/checkpoint_<iteration>`, then a
-`latest.json` pointer written last, as `jobs.train` does. Tune is handed a
+Checkpoints are RLlib's own, one folder per trial:
+`<sweep>/trials/<trial_id>/checkpoint_<iteration>`, then a `latest.json`
+pointer written last (jobs/common/checkpoints.py, as for `jobs.train`). Tune is handed a
 one-file checkpoint that points there, which is all it needs for resuming and
 for PBT's exploit step. On a restart the trial takes the newer of Tune's
 checkpoint and its own pointer: the pointer is written as soon as a
@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.common import storage
+from jobs.common import checkpoints, storage
 from jobs.common.experiment import Experiment
 from jobs.common.returns import ReturnWindow
 from jobs.common.sweep import trial_experiment
@@ -115,7 +114,7 @@ def run_trial(
             # Exploited (PBT): this trial now continues another one's weights.
             state.update(finished=False, stop_reason=None, solved_at=None)
             state["exploited_from"] = start["checkpoint"]
-            _write_pointer(folder, state)
+            checkpoints.write_pointer(folder, state)
         elif state["finished"]:
             # Finished before a restart that Tune's state had not caught up with.
             tune.report(metrics_of(state))
@@ -178,18 +177,8 @@ def _finite(value) -> float | None:
 
 
 def _save(algo, experiment: Experiment, folder: str, state: dict[str, Any]) -> None:
-    uri = storage.join(folder, f"checkpoint_{state['iteration']:06d}")
-    algo.save_to_path(uri)
-    # The evaluator needs the environment and model: keep the trial's experiment beside the weights.
-    storage.write_bytes(storage.join(uri, "experiment.yaml"), experiment.to_yaml().encode())
-    state["checkpoint"] = uri
     state.pop("exploited_from", None)
-    _write_pointer(folder, state)
-
-
-def _write_pointer(folder: str, state: dict[str, Any]) -> None:
-    record = {**state, "written_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    storage.write_bytes(storage.join(folder, storage.LATEST_POINTER), json.dumps(record, indent=2).encode())
+    state["checkpoint"] = checkpoints.save(algo, folder, state["iteration"], experiment.to_yaml(), state)
 
 
 def _report_with_pointer(state: dict[str, Any]) -> None:

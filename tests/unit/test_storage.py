@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.common import storage
+from jobs.common import checkpoints, storage
 from jobs.common.errors import UserError
 
 
@@ -47,7 +47,9 @@ def test_relative_local_storage_becomes_absolute(tmp_path, monkeypatch):
 def test_latest_pointer_round_trip_on_local_storage(tmp_path):
     root = str(tmp_path)
     assert storage.read_latest(root, "exp") is None
-    storage.write_latest(root, "exp", {"checkpoint": storage.checkpoint_uri(root, "exp", 7), "iteration": 7})
+    checkpoints.write_pointer(
+        storage.experiment_uri(root, "exp"), {"checkpoint": storage.checkpoint_uri(root, "exp", 7), "iteration": 7}
+    )
     latest = storage.read_latest(root, "exp")
     assert latest["iteration"] == 7
     assert latest["checkpoint"].endswith("/exp/checkpoint_000007")
