@@ -6,6 +6,7 @@
 #   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
 #   make evaluate [CHECKPOINT=s3://...]
 #   make sweep [SWEEP=jobs/sweeps/...] [RESUME=1] | sweep-report NAME=<sweep>
+#   make jobs                      the cluster's Ray jobs, one line each
 #   make test | test-all | bench | lock
 
 SHELL := /bin/bash
@@ -38,7 +39,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,6 +69,9 @@ evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in 
 
 sweep: venv  ## submit a Tune sweep (SWEEP=...); rerunning resumes it from S3 (RESUME=1: insist on resuming)
 	$(CONTROL) submit -- python -m jobs.sweep --config $(SWEEP)$(if $(RESUME), --resume)
+
+jobs: venv  ## the cluster's Ray jobs, one line each (same list as `ray job list`)
+	$(CONTROL) jobs
 
 sweep-report: venv  ## rebuild a sweep's report from S3 alone (NAME=<sweep name>); copy in results/sweeps/
 	@test -n "$(NAME)" || { echo "error: NAME is required, e.g. make sweep-report NAME=cartpole-seed" >&2; exit 2; }

@@ -1,5 +1,6 @@
-"""Fault injection: kill a worker node mid-sweep, the head mid-sweep and a worker
-node mid-training, once each, and report what the run did.
+"""Fault injection: kill a worker node mid-sweep, the head mid-sweep, a worker
+node mid-training and the S3 server mid-training, once each (plus the storage
+faults against a stand-alone S3 server), and report what the run did.
 
 Runs the chaos tests (tests/e2e/test_faults.py, on a throw-away local cluster
 they start and stop) with FAULT_REPORT set; each appends one row. Prints a
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import write_json  # noqa: E402
 
 
 def main() -> int:
@@ -40,20 +43,7 @@ def main() -> int:
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         print(f"{row['fault']:<{width}}  {row['recover_s']:>9}  {row['lost']:<30}  {row['outcome']}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "faults",
-                "when": datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "tests_exit_status": tests.returncode,
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(f"\nwrote {os.path.relpath(out)}")
+    write_json(out, "faults", datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), rows, tests_exit_status=tests.returncode)
     return tests.returncode
 
 

@@ -5,6 +5,7 @@ down      stop exactly what `up` started
 status    nodes, groups, the S3 endpoint
 submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.train --config ...
 evaluate  submit jobs.evaluate and fetch its video into results/
+jobs      the cluster's Ray jobs, one line each (`ray job list`, shorter)
 report    rebuild a sweep's report from S3 alone (no Ray needed) and copy it into results/
 """
 
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     submit = commands.add_parser("submit", help="check, then `ray job submit` an entrypoint")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted")
     submit.add_argument("entrypoint", nargs=argparse.REMAINDER, help="-- python -m jobs.train --config ...")
+    commands.add_parser("jobs", help="list the cluster's Ray jobs, one line each")
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the cluster; fetch its video")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="s3://... checkpoint URI")
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return submit(StateDir(args.state_dir), args.entrypoint, wait=not args.no_wait)
     if args.command == "evaluate":
         return evaluate(args)
+    if args.command == "jobs":
+        from controlplane.joblist import print_jobs
+
+        return print_jobs(StateDir(args.state_dir))
     if args.command == "report":
         return sweep_report(args)
     provider = provider_for(args)

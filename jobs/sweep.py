@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -190,6 +191,8 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     pending = [r for r in report.rows if r["outcome"] in ("running", "pending", "paused")]
     if pending:
         print(f"sweep interrupted: {len(pending)} trials unfinished; rerun the same command to resume", flush=True)
+    # Linux reports ru_maxrss in KiB. A driver that grows with the trial count would show here.
+    print(f"driver peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", flush=True)
     print(f"report: {report.uri}", flush=True)
     print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
     return EXIT_INTERRUPTED if pending else 0

@@ -69,7 +69,8 @@ class LocalProvider:
                 )
                 self._print_usage()
                 return 0
-            if health.get("s3") and health.get(HEAD_GROUP):
+            if health.get(HEAD_GROUP):
+                # The head (and with it every job) is fine: restart only what died.
                 return self._repair(state, health)
             _say(
                 "the previous cluster is partly down ("
@@ -253,6 +254,13 @@ class LocalProvider:
         missing = [name for name, ok in health.items() if not ok]
         _say(f"repairing: restarting {', '.join(missing)}")
         env = self.server_env(state)
+        if "s3" in missing:
+            # Same ports and data folder: clients and running jobs keep their endpoint.
+            self._start_s3(state, env)
+            try:
+                s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], self.state_dir.s3_credentials())
+            except TimeoutError as err:
+                raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
         for group in self.groups:
             if group.name in missing:
                 self._start_node(state, group, env)

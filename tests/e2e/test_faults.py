@@ -3,7 +3,9 @@ and mid-training, the head dies mid-sweep. What must hold: `make cluster-up`
 brings the missing part back, the run resumes from S3, a crash costs at most
 one checkpoint interval, and no finished trial runs again.
 
-Marked `chaos` (`make test-chaos`); they run after every other e2e module.
+Marked `chaos` (`make test-chaos` runs them all); they run after every other
+e2e module. The head and the mid-training worker kill take 3-4 minutes each,
+so they are also `slow`: out of the default suite, which must fit CI's budget.
 With FAULT_REPORT=<file>, each test appends one JSON line (fault, what the run
 did, time to recover, trials/checkpoints lost): bench/faults.py runs them and prints that table.
 """
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 RUN = uuid.uuid4().hex[:6]
 SEED_SWEEP = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x num_samples
+PPO = "jobs/experiments/ppo-cartpole.yaml"
 
 
 def record(**row) -> None:
@@ -55,6 +58,16 @@ def raylet_of(cluster, group: str) -> int:
         except (OSError, ValueError, IndexError):
             continue
     raise AssertionError(f"no raylet in the session of {group} ({leader})")
+
+
+def head_logs(cluster) -> str:
+    """The tails of the head's dashboard and GCS logs, for a failure message."""
+    logs = Path(os.path.realpath(cluster.state.ray_link)) / "head" / "session_latest" / "logs"
+    tails = []
+    for name in ("dashboard.log", "gcs_server.out"):
+        if (logs / name).exists():
+            tails.append(f"\n--- {logs / name} ---\n" + "\n".join((logs / name).read_text().splitlines()[-15:]))
+    return "".join(tails)
 
 
 def wait_for_trials_done(cluster, job_id: str, total: int, at_least: int, timeout: float = 600) -> None:
@@ -128,6 +141,7 @@ def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
     )
 
 
+@pytest.mark.slow
 def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster):
     name = f"chaos-head-{RUN}"
     args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
@@ -145,7 +159,7 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
     assert up.returncode == 0, up.stdout + up.stderr
     cluster.markers.add(cluster.state.load()["cluster_id"])
     resumed = sweep(cluster, *args, config=SEED_SWEEP)
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:] + up.stdout + head_logs(cluster)
     recovered_s = time.monotonic() - killed_at
     lines = ours(job_lines(resumed.stdout))
     assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
@@ -161,6 +175,7 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
     )
 
 
+@pytest.mark.slow
 def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoint(cluster):
     name = f"chaos-train-{RUN}"
     args = ("--name", name, "--set", "checkpoint.every_n_iterations=2", "--set", "stop.env_steps=400000")
@@ -178,15 +193,7 @@ def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoi
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = job_id_of(submitted.stdout)
     latest_key = prefix_of(cluster, name) + "latest.json"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if latest_key in cluster.keys(prefix_of(cluster, name)):
-            latest = json.loads(read_object(cluster, latest_key))
-            if latest["iteration"] >= 4:
-                break
-        time.sleep(1)
-    else:
-        pytest.fail("no checkpoint at iteration 4 within 10 minutes")
+    wait_for_checkpoint(cluster, name, iteration=4)
 
     killed_at = time.monotonic()
     os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)  # the env runner and the learner
@@ -213,3 +220,71 @@ def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoi
         recover_s=round(recovered_s, 1),
         lost="at most one checkpoint interval (2 iterations)",
     )
+
+
+def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
+    name = f"chaos-s3-{RUN}"
+    args = (
+        "--name",
+        name,
+        "--set",
+        "checkpoint.every_n_iterations=2",
+        "--set",
+        "stop.episode_return_mean=null",
+        "--set",
+        "stop.env_steps=50000",
+    )
+    submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", "--config", PPO, *args)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    prefix = prefix_of(cluster, name)
+    latest = wait_for_checkpoint(cluster, name, iteration=2)
+    objects_per_checkpoint = len([k for k in cluster.keys(latest_prefix(cluster, latest)) if not k.endswith("/")])
+
+    outage_s = 30.0
+    killed_at = time.monotonic()
+    os.killpg(cluster.state.load()["pids"]["s3"], signal.SIGKILL)
+    time.sleep(outage_s)
+    repaired = cluster.control("up", timeout=300)
+    assert repaired.returncode == 0 and "repaired: s3 back" in repaired.stdout, repaired.stdout + repaired.stderr
+
+    status = wait_for_job(cluster, job_id, timeout=600)
+    logs = cluster.jobs().get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-4000:]
+    recovered_s = time.monotonic() - killed_at
+    retries = [line for line in ours(logs.splitlines()) if line.startswith("storage: ") and "retrying in" in line]
+    assert retries, "the outage should have hit a checkpoint write"
+    final = json.loads(read_object(cluster, prefix + "latest.json"))
+    assert final["finished"] and final["checkpoint"].endswith(f"checkpoint_{final['iteration']:06d}")
+    # Every checkpoint in the bucket is complete: same objects as the one written before the outage.
+    folders = {k[len(prefix) :].split("/")[0] for k in cluster.keys(prefix) if "/checkpoint_" in k}
+    for folder in folders:
+        objects = [k for k in cluster.keys(prefix + folder + "/") if not k.endswith("/")]
+        assert len(objects) == objects_per_checkpoint, (folder, objects)
+    expected = {f"checkpoint_{i:06d}" for i in range(2, final["iteration"] + 1, 2)} | {
+        f"checkpoint_{final['iteration']:06d}"
+    }
+    assert folders == expected
+    record(
+        fault=f"S3 server killed for {outage_s:.0f} s mid-training (checkpoint every 2 iterations)",
+        outcome=f"checkpoint upload retried ({len(retries)} retry lines); cluster-up restarted S3; "
+        f"run finished at iteration {final['iteration']}",
+        recover_s=round(recovered_s, 1),
+        lost=f"{len(expected - folders)} checkpoints",
+    )
+
+
+def wait_for_checkpoint(cluster, name: str, iteration: int, timeout: float = 600) -> dict:
+    latest_key = prefix_of(cluster, name) + "latest.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if latest_key in cluster.keys(prefix_of(cluster, name)):
+            latest = json.loads(read_object(cluster, latest_key))
+            if latest["iteration"] >= iteration:
+                return latest
+        time.sleep(1)
+    pytest.fail(f"no checkpoint at iteration {iteration} within {timeout:.0f} s")
+
+
+def latest_prefix(cluster, latest: dict) -> str:
+    return latest["checkpoint"].split("/", 3)[3] + "/"

@@ -21,6 +21,8 @@ from controlplane.local import s3server
 from jobs.common import checkpoints, storage
 from jobs.common.errors import StorageError
 
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
 BUCKET = "fault-bucket"
 FILES = 6
 

@@ -1,0 +1,64 @@
+"""`make jobs`: the cluster's Ray jobs as a short table, oldest first.
+
+The same list as `ray job list` (the Jobs SDK), one line per job instead of a
+full record: submission id, status, how long it waited and ran, and what it
+runs. A job waiting for a driver slot on the head shows as PENDING.
+"""
+
+from __future__ import annotations
+
+import time
+
+from controlplane.state import StateDir
+from controlplane.submit import check_jobs_api, load_cluster_env
+
+
+def describe(entrypoint: str, width: int = 60) -> str:
+    """`python -m jobs.train --config jobs/experiments/x.yaml --name y` -> `jobs.train x.yaml --name y`."""
+    words = entrypoint.split()
+    if words[:2] in (["python", "-m"], ["python3", "-m"]):
+        words = words[2:]
+    words = [w.rsplit("/", 1)[-1] if w.endswith((".yaml", ".yml")) else w for w in words if w != "--config"]
+    text = " ".join(words)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _seconds(start_ms: int | None, end_ms: int | None) -> str:
+    if not start_ms:
+        return "-"
+    end = end_ms / 1000 if end_ms else time.time()
+    return f"{end - start_ms / 1000:.0f}s"
+
+
+def rows(jobs) -> list[tuple[str, ...]]:
+    table = []
+    for job in sorted(jobs, key=lambda j: j.start_time or 0):
+        status = str(getattr(job.status, "value", job.status))
+        message = (job.message or "").strip().splitlines()[0][:80] if status == "FAILED" and job.message else ""
+        table.append(
+            (
+                job.submission_id or job.job_id or "-",
+                status,
+                _seconds(job.start_time, job.end_time),
+                describe(job.entrypoint or ""),
+                message,
+            )
+        )
+    return table
+
+
+def print_jobs(state_dir: StateDir) -> int:
+    from ray.job_submission import JobSubmissionClient
+
+    address = load_cluster_env(state_dir)["RAY_ADDRESS"]
+    check_jobs_api(address)
+    jobs = JobSubmissionClient(address).list_jobs()
+    table = [("SUBMISSION ID", "STATUS", "TIME", "ENTRYPOINT", "MESSAGE"), *rows(jobs)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    counts: dict[str, int] = {}
+    for row in table[1:]:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    print(f"{len(table) - 1} jobs: " + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())))
+    return 0
