@@ -39,7 +39,7 @@ TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load lock images images-push kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,7 +87,7 @@ lint: venv  ## ruff: lint and formatting
 test-all: venv  ## every test, slow ones included
 	$(PY) -m pytest
 
-test-chaos: venv  ## the fault tests: nodes and the head killed mid-run (they need the e2e cluster)
+test-chaos: venv  ## every fault test: nodes, the head and S3 killed mid-run (slow ones included)
 	$(PY) -m pytest -m chaos tests/e2e
 
 images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=...)
@@ -102,7 +102,7 @@ images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
 	docker push $(IMAGE):$(TAG)-gpu
 
-bench: bench-ppo bench-sweeps bench-faults  ## every benchmark: each prints a table and writes bench/out/*.json
+bench: bench-ppo bench-sweeps bench-faults bench-load  ## every benchmark: each prints a table and writes bench/out/*.json
 
 bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
 	$(PY) bench/ppo_cartpole.py
@@ -112,6 +112,9 @@ bench-sweeps: venv  ## seed and ASHA sweeps: wall time, trials/min, ours vs plai
 
 bench-faults: venv  ## fault injection: each fault once, what the run did, time to recover, what was lost
 	$(PY) bench/faults.py
+
+bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak RSS (bench/load.py)
+	$(PY) bench/load.py
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is

@@ -47,3 +47,19 @@ def write_json(out: Path, benchmark: str, when: str, rows: list[dict], **extra) 
     record = {"benchmark": benchmark, **extra, "when": when, "machine": machine, "rows": rows}
     out.write_text(json.dumps(record, indent=2))
     print(f"\nwrote {os.path.relpath(out)}")
+
+
+def run_tests_reporting(pytest_args: list[str], report_var: str) -> tuple[list[dict], int]:
+    """Run pytest with `report_var` naming a file each test appends one JSON row to."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as handle:
+        report = Path(handle.name)
+    try:
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", *pytest_args, "-q", "-p", "no:cacheprovider"],
+            cwd=REPO_ROOT,
+            env={**os.environ, report_var: str(report)},
+        )
+        rows = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+    finally:
+        report.unlink()
+    return rows, tests.returncode

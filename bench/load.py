@@ -1,0 +1,36 @@
+"""Load: 20 training jobs submitted at once, and a sweep of 500 short trials.
+
+Runs the load tests (tests/e2e/test_load.py, on a throw-away local cluster they
+start and stop) with LOAD_REPORT set; each appends one row of figures: jobs
+queued, running and finished; the sweep's wall time and its driver's peak RSS.
+Prints a table and writes bench/out/load.json.
+
+    make bench-load
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import run_tests_reporting, write_json  # noqa: E402
+
+
+def main() -> int:
+    rows, status = run_tests_reporting(["-m", "slow", "tests/e2e/test_load.py"], "LOAD_REPORT")
+    width = max([len(r["load"]) for r in rows] + [4])
+    header = f"{'load':<{width}}  figures"
+    print("\n" + header + "\n" + "-" * (len(header) + 40))
+    for row in rows:
+        print(f"{row['load']:<{width}}  {row['figures']}")
+    out = REPO_ROOT / "bench" / "out" / "load.json"
+    write_json(out, "load", datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), rows, tests_exit_status=status)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
