@@ -48,10 +48,10 @@ def rows(jobs) -> list[tuple[str, ...]]:
 
 
 def print_jobs(state_dir: StateDir) -> int:
+    address = load_cluster_env(state_dir)["RAY_ADDRESS"]  # before Ray is imported: it reads the token settings then
+    check_jobs_api(address)
     from ray.job_submission import JobSubmissionClient
 
-    address = load_cluster_env(state_dir)["RAY_ADDRESS"]
-    check_jobs_api(address)
     jobs = JobSubmissionClient(address).list_jobs()
     table = [("SUBMISSION ID", "STATUS", "TIME", "ENTRYPOINT", "MESSAGE"), *rows(jobs)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

@@ -181,6 +181,7 @@ def train(
 ) -> int:
     import ray
 
+    from jobs.common import build_gate
     from jobs.common.placement import cluster_has_groups
 
     ray.init(logging_level="warning")
@@ -194,7 +195,9 @@ def train(
         print(
             f"note: the GPU group has no GPUs here: {plan['num_learners']} CPU learners stand in (--gpu-fallback cpu)"
         )
-    algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+    # One job at a time places its actors: two half-placed jobs would wait for each other forever.
+    with build_gate.building(f"job {experiment.name}"):
+        algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
     if latest:
         algo.restore_from_path(latest["checkpoint"])
     checkpoints.write_bytes(
