@@ -31,7 +31,8 @@ RENEW_S = 5.0
 
 @ray.remote(num_cpus=0)
 class BuildGate:
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float = LEASE_S) -> None:
+        self.lease_s = lease_s
         self.holder: str | None = None
         self.expires = 0.0
 
@@ -39,35 +40,36 @@ class BuildGate:
         """Take the gate if free (or its lease ran out); else say who holds it."""
         now = time.monotonic()
         if self.holder in (None, who) or now > self.expires:
-            self.holder, self.expires = who, now + LEASE_S
+            self.holder, self.expires = who, now + self.lease_s
             return None
         return self.holder
 
     def renew(self, who: str) -> None:
         if self.holder == who:
-            self.expires = time.monotonic() + LEASE_S
+            self.expires = time.monotonic() + self.lease_s
 
     def release(self, who: str) -> None:
         if self.holder == who:
             self.holder = None
 
 
-def _gate():
+def gate(name: str = GATE_NAME, lease_s: float = LEASE_S):
+    """The cluster's gate (created by the first job that asks for it)."""
     # On this driver's node (the head, for our jobs), taking none of its driver slots.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     return BuildGate.options(
-        name=GATE_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, scheduling_strategy=here
-    ).remote()
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, scheduling_strategy=here
+    ).remote(lease_s)
 
 
 @contextlib.contextmanager
-def building(label: str) -> Iterator[None]:
+def building(label: str, name: str = GATE_NAME, lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the cluster's build gate for the block (the algorithm's construction)."""
-    gate = _gate()
+    handle = gate(name, lease_s)
     who = f"{label} (pid {os.getpid()})"
     waited_since = time.monotonic()
     announced = False
-    while (holder := ray.get(gate.try_acquire.remote(who))) is not None:
+    while (holder := ray.get(handle.try_acquire.remote(who))) is not None:
         if not announced:
             print(f"waiting for {holder} to finish placing its actors", flush=True)
             announced = True
@@ -77,8 +79,8 @@ def building(label: str) -> Iterator[None]:
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(RENEW_S):
-            gate.renew.remote(who)
+        while not stop.wait(min(RENEW_S, lease_s / 3)):
+            handle.renew.remote(who)
 
     renewer = threading.Thread(target=renew, daemon=True)
     renewer.start()
@@ -88,4 +90,4 @@ def building(label: str) -> Iterator[None]:
         stop.set()
         renewer.join()
         with contextlib.suppress(ray.exceptions.RayError):  # a lost gate lets everyone through anyway
-            ray.get(gate.release.remote(who))
+            ray.get(handle.release.remote(who))
