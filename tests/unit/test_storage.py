@@ -1,5 +1,7 @@
 """Storage URIs, the latest-checkpoint pointer, and local-path storage."""
 
+from pathlib import Path
+
 import pytest
 
 from jobs.common import checkpoints, storage
@@ -53,3 +55,16 @@ def test_latest_pointer_round_trip_on_local_storage(tmp_path):
     latest = storage.read_latest(root, "exp")
     assert latest["iteration"] == 7
     assert latest["checkpoint"].endswith("/exp/checkpoint_000007")
+
+
+def test_checkpoint_on_local_storage_is_written_before_its_pointer(tmp_path):
+    class Algorithm:
+        def save_to_path(self, path):
+            Path(path).mkdir(parents=True)
+            Path(path, "state.pkl").write_bytes(b"weights")
+
+    folder = storage.experiment_uri(str(tmp_path), "exp")
+    uri = checkpoints.save(Algorithm(), folder, 3, "env: CartPole-v1\n", {"iteration": 3})
+    assert uri == f"{folder}/checkpoint_000003"
+    assert sorted(p.name for p in Path(uri).iterdir()) == ["experiment.yaml", "state.pkl"]
+    assert storage.read_latest(str(tmp_path), "exp")["checkpoint"] == uri
