@@ -39,6 +39,7 @@ def record(**row) -> None:
             report.write(json.dumps(row) + "\n")
 
 
+@pytest.mark.timeout(2400)
 def test_twenty_training_jobs_at_once_are_queued_and_all_finish_once(cluster):
     client = cluster.jobs()
     command = submit_command(cluster.client_env()["RAY_ADDRESS"], ["python"])
@@ -107,6 +108,7 @@ def driver_rss_mib(name: str) -> float | None:
     return None
 
 
+@pytest.mark.timeout(3600)
 def test_sweep_of_500_short_trials_keeps_driver_memory_bounded(cluster):
     name = f"load-sweep-{RUN}"
     samples: list[tuple[float, float]] = []
