@@ -100,7 +100,8 @@ def driver_rss_mib(name: str) -> float | None:
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"jobs.sweep" in cmdline and name.encode() in cmdline and b"python" in cmdline[0]:
+            # The driver itself (`python -m jobs.sweep`), not the `ray job submit` client or the shell.
+            if cmdline[1:3] == [b"-m", b"jobs.sweep"] and name.encode() in cmdline:
                 status = (entry / "status").read_text()
                 return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024
         except (OSError, AttributeError, ValueError):
