@@ -29,7 +29,8 @@ def main() -> int:
     header = f"{'fault':<{width}}  {'recover_s':>9}  {'lost':<30}  outcome"
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
-        print(f"{row['fault']:<{width}}  {row['recover_s']:>9}  {row['lost']:<30}  {row['outcome']}")
+        recover = "-" if row["recover_s"] is None else row["recover_s"]  # "-": the run stops by design
+        print(f"{row['fault']:<{width}}  {recover:>9}  {row['lost']:<30}  {row['outcome']}")
     write_json(out, "faults", datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), rows, tests_exit_status=status)
     return status
 

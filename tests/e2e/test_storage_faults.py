@@ -20,6 +20,7 @@ from controlplane import processes
 from controlplane.local import s3server
 from jobs.common import checkpoints, storage
 from jobs.common.errors import StorageError
+from tests.e2e.test_faults import record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -136,6 +137,12 @@ def test_upload_interrupted_half_way_never_becomes_latest(s3, monkeypatch, tmp_p
     latest = storage.read_latest(f"s3://{BUCKET}/experiments", "run")
     assert latest["checkpoint"] == first and latest["iteration"] == 1
     assert len(s3.keys_under("experiments/run/checkpoint_000001/")) == FILES + 1
+    record(
+        fault="S3 server stopped half-way through an upload (3 of 7 files; 3 s retry budget)",
+        outcome="write failed with the local copy named; latest.json still names checkpoint_000001",
+        recover_s=None,
+        lost="0: the half-written checkpoint_000002 is never latest",
+    )
 
 
 def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, capsys):
@@ -164,6 +171,12 @@ def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, caps
     assert len(s3.keys_under("experiments/run/checkpoint_000002/")) == FILES + 1
     assert storage.read_latest(f"s3://{BUCKET}/experiments", "run")["checkpoint"] == second
     assert not (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002").exists()
+    record(
+        fault=f"S3 server stopped for {outage_s:.0f} s mid-upload (stand-alone S3)",
+        outcome="upload retried until the server was back; all 7 objects in; latest.json updated",
+        recover_s=round(time.monotonic() - stopped_at[0], 1),
+        lost="0 checkpoints",
+    )
 
 
 def test_deleted_bucket_stops_at_once_naming_the_bucket(s3, tmp_path):
@@ -176,10 +189,17 @@ def test_deleted_bucket_stops_at_once_naming_the_bucket(s3, tmp_path):
     started = time.monotonic()
     with pytest.raises(StorageError) as raised:
         save(2)
-    assert time.monotonic() - started < 30, "a deleted bucket is not an outage to wait out"
+    stopped_s = time.monotonic() - started
+    assert stopped_s < 30, "a deleted bucket is not an outage to wait out"
     assert not raised.value.transient
     assert f"bucket '{BUCKET}' does not exist" in str(raised.value)
     assert (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002" / "part_0.bin").exists()
+    record(
+        fault="bucket deleted before a checkpoint write (stand-alone S3)",
+        outcome=f"stopped after {stopped_s:.1f} s: bucket '{BUCKET}' does not exist; local copy kept",
+        recover_s=None,
+        lost="0: the checkpoint's local copy is kept",
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,7 +216,14 @@ def test_revoked_credentials_stop_at_once_naming_the_credential(s3, monkeypatch,
     started = time.monotonic()
     with pytest.raises(StorageError) as raised:
         save(2)
-    assert time.monotonic() - started < 30
+    stopped_s = time.monotonic() - started
+    assert stopped_s < 30
     assert expected in str(raised.value)
     assert s3.keys["secret_access_key"] not in str(raised.value)
     assert (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002" / "part_0.bin").exists()
+    record(
+        fault=f"{variable} revoked before a checkpoint write (stand-alone S3)",
+        outcome=f"stopped after {stopped_s:.1f} s: '{expected}'; local copy kept",
+        recover_s=None,
+        lost="0: the checkpoint's local copy is kept",
+    )
