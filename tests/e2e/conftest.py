@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,10 @@ class Cluster:
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": env["RAY_AUTH_TOKEN_PATH"]})
         from ray.job_submission import JobSubmissionClient
 
-        return JobSubmissionClient(env["RAY_ADDRESS"])
+        # The token as a header too: Ray reads RAY_AUTH_MODE once, when first imported, and a
+        # test module may have imported it before the lines above ran.
+        token = Path(env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+        return JobSubmissionClient(env["RAY_ADDRESS"], headers={"authorization": f"Bearer {token}"})
 
 
 def job_id_of(output: str) -> str:

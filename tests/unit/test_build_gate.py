@@ -1,51 +1,37 @@
-"""The build gate: one job at a time places its actors; a dead holder loses it."""
+"""The build gate: one job at a time places its actors; a dead holder loses it.
 
-import threading
-import time
-import uuid
+Each scenario runs in its own Python process with its own small Ray: the
+end-to-end tests in this pytest process talk to a token-authenticated
+cluster, and Ray fixes its auth settings at import, so a local Ray started
+here would inherit the wrong ones.
+"""
 
-import pytest
-import ray
+import json
+import os
+import subprocess
+import sys
 
-from jobs.common import build_gate
+from tests.conftest import REPO_ROOT
 
-
-@pytest.fixture(scope="module")
-def local_ray():
-    # An in-process Ray (its own GCS and raylet, stopped by ray.shutdown), no dashboard.
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="error", namespace="gate-test")
-    try:
-        yield
-    finally:
-        ray.shutdown()
+SCENARIOS = "tests.unit.build_gate_scenarios"
 
 
-def test_a_second_job_waits_until_the_first_has_placed_its_actors(local_ray, capsys):
-    name = f"gate-{uuid.uuid4().hex[:6]}"
-    inside: list[tuple[str, float, float]] = []
+def run_scenario(name: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", SCENARIOS, name], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def job(label: str, hold_s: float) -> None:
-        with build_gate.building(label, name=name):
-            entered = time.monotonic()
-            time.sleep(hold_s)
-            inside.append((label, entered, time.monotonic()))
 
-    first = threading.Thread(target=job, args=("job a", 2.0))
-    first.start()
-    time.sleep(0.5)
-    job("job b", 0.0)
-    first.join()
-
-    (a, a_in, a_out), (b, b_in, _) = sorted(inside, key=lambda row: row[1])
+def test_a_second_job_waits_until_the_first_has_placed_its_actors():
+    outcome = run_scenario("second-waits")
+    (a, a_in, a_out), (b, b_in, _) = sorted(outcome["inside"], key=lambda row: row[1])
     assert (a, b) == ("job a", "job b") and b_in >= a_out
-    assert "waiting for job a (pid" in capsys.readouterr().out
+    assert "waiting for job a (pid" in outcome["printed"]
 
 
-def test_a_holder_that_stops_renewing_loses_the_gate_after_its_lease(local_ray):
-    name = f"gate-{uuid.uuid4().hex[:6]}"
-    handle = build_gate.gate(name, lease_s=1.0)
-    assert ray.get(handle.try_acquire.remote("a killed job")) is None  # taken, then never renewed
-    started = time.monotonic()
-    with build_gate.building("job c", name=name, lease_s=1.0):
-        waited = time.monotonic() - started
+def test_a_holder_that_stops_renewing_loses_the_gate_after_its_lease():
+    waited = run_scenario("lease-expires")["waited_s"]
     assert 0.5 <= waited < 10
