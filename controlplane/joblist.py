@@ -8,6 +8,7 @@ runs. A job waiting for a driver slot on the head shows as PENDING.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from controlplane.state import StateDir
 from controlplane.submit import check_jobs_api, load_cluster_env
@@ -57,8 +58,6 @@ def print_jobs(state_dir: StateDir) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    counts: dict[str, int] = {}
-    for row in table[1:]:
-        counts[row[1]] = counts.get(row[1], 0) + 1
+    counts = Counter(row[1] for row in table[1:])
     print(f"{len(table) - 1} jobs: " + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())))
     return 0

@@ -1,12 +1,13 @@
 """One training job at a time builds its algorithm: no deadlock between jobs.
 
-RLlib creates a job's env runners one actor at a time, then its learners (as a
-placement group). Two jobs building together on a full cluster can each take
-part of what they need and wait for the rest forever: seen with 20 jobs
-submitted at once, two jobs holding one env runner each while their learners
-waited for the CPUs the other held. So a job takes this gate before
-`build_algo()` and lets go once every actor is up; while it waits for
-resources no other job takes any. Jobs still run side by side.
+RLlib creates a job's env runners, then its learners, as separate actors (Ray
+2.60's RLlib skips Ray Train's placement group for learners outside Tune).
+Two jobs building together on a full cluster can each take part of what they
+need and wait for the rest forever: seen with 20 jobs submitted at once, two
+jobs holding one env runner each while their learners waited for the CPUs the
+other held. So a job takes this gate before `build_algo()` and lets go once
+every actor is up; while it waits for resources no other job takes any. Jobs
+still run side by side.
 
 The gate is a named actor on the head. Its holder renews a lease every few
 seconds; a holder that dies (a killed job) loses the gate after LEASE_S.

@@ -112,8 +112,7 @@ def save(algo, folder: str, iteration: int, experiment_yaml: str, record: dict[s
 def write_pointer(folder: str, record: dict[str, Any]) -> None:
     """The pointer that makes a checkpoint "latest": written after all its objects."""
     body = json.dumps({**record, "written_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2).encode()
-    pointer = storage.join(folder, storage.LATEST_POINTER)
-    retrying(lambda: storage.write_bytes(pointer, body), f"writing {pointer}", pointer)
+    write_bytes(storage.join(folder, storage.LATEST_POINTER), body)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
