@@ -105,16 +105,16 @@ images-push: images  ## push both images to REGISTRY
 bench: bench-ppo bench-sweeps bench-faults bench-load  ## every benchmark: each prints a table and writes bench/out/*.json
 
 bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
-	$(PY) bench/ppo_cartpole.py
+	$(PY) -m bench.ppo_cartpole
 
 bench-sweeps: venv  ## seed and ASHA sweeps: wall time, trials/min, ours vs plain Tune (bench/sweeps.py)
-	$(PY) bench/sweeps.py
+	$(PY) -m bench.sweeps
 
 bench-faults: venv  ## fault injection: each fault once, what the run did, time to recover, what was lost
-	$(PY) bench/faults.py
+	$(PY) -m bench.faults
 
 bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak RSS (bench/load.py)
-	$(PY) bench/load.py
+	$(PY) -m bench.load
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is

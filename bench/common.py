@@ -13,10 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from controlplane.ports import free_port
 
-from controlplane.ports import free_port  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager

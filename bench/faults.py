@@ -16,21 +16,18 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from bench.common import run_tests_reporting, write_json
+from jobs.common.reports.tables import table
 
-from bench.common import run_tests_reporting, write_json  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
     out = REPO_ROOT / "bench" / "out" / "faults.json"
     rows, status = run_tests_reporting(["-m", "chaos", "tests/e2e"], "FAULT_REPORT")
-    width = max([len(r["fault"]) for r in rows] + [5])
-    header = f"{'fault':<{width}}  {'recover_s':>9}  {'lost':<30}  outcome"
-    print("\n" + header + "\n" + "-" * len(header))
-    for row in rows:
-        recover = "-" if row["recover_s"] is None else row["recover_s"]  # "-": the run stops by design
-        print(f"{row['fault']:<{width}}  {recover:>9}  {row['lost']:<30}  {row['outcome']}")
+    # recover_s "-": the run stops by design (a rerun resumes from storage).
+    cells = [[r["fault"], "-" if r["recover_s"] is None else r["recover_s"], r["lost"], r["outcome"]] for r in rows]
+    print("\n" + table(["fault", "recover_s", "lost", "outcome"], cells))
     write_json(out, "faults", datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), rows, tests_exit_status=status)
     return status
 

@@ -1,6 +1,6 @@
 """Learner throughput, CPU learners vs GPU learners, same workload, one run.
 
-    .venv/bin/python bench/learner_throughput.py [--experiment jobs/experiments/ppo-halfcheetah.yaml]
+    .venv/bin/python -m bench.learner_throughput [--experiment jobs/experiments/ppo-halfcheetah.yaml]
 
 For each variant (a CPU learner; where CUDA exists: a GPU learner, then with
 bf16 mixed precision, then with torch.compile) it builds the experiment's PPO
@@ -27,11 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from jobs.common.rllib.ppo import build_ppo_config
+from jobs.common.schema.experiment import load_experiment
 
-from jobs.common.experiment import load_experiment  # noqa: E402
-from jobs.common.ppo import build_ppo_config  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(experiment_path: Path, variant: dict, iterations: int) -> dict:

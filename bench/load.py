@@ -14,19 +14,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from bench.common import run_tests_reporting, write_json
+from jobs.common.reports.tables import table
 
-from bench.common import run_tests_reporting, write_json  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
     rows, status = run_tests_reporting(["-m", "slow", "tests/e2e/test_load.py"], "LOAD_REPORT")
-    width = max([len(r["load"]) for r in rows] + [4])
-    header = f"{'load':<{width}}  figures"
-    print("\n" + header + "\n" + "-" * (len(header) + 40))
-    for row in rows:
-        print(f"{row['load']:<{width}}  {row['figures']}")
+    print("\n" + table(["load", "figures"], [[r["load"], r["figures"]] for r in rows]))
     out = REPO_ROOT / "bench" / "out" / "load.json"
     write_json(out, "load", datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), rows, tests_exit_status=status)
     return status

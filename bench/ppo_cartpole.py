@@ -6,7 +6,7 @@ and plain RLlib PPO with its default settings (bench/plain_rllib_ppo.py,
 submitted the same way). Prints a table and writes bench/out/ppo_cartpole.json.
 
     make bench                                   # starts a throw-away cluster, stops it after
-    .venv/bin/python bench/ppo_cartpole.py --seeds 0 1 2 --use-running-cluster
+    .venv/bin/python -m bench.ppo_cartpole --seeds 0 1 2 --use-running-cluster
 
 Columns: wall_to_450_s is from the submit command's start to the progress
 line that reaches 450 (upload, driver start, algorithm build and training);
@@ -24,10 +24,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from bench.common import bench_cluster, write_json
+from jobs.common.reports.tables import table
 
-from bench.common import bench_cluster, write_json  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROGRESS = re.compile(r"iter\s+(\d+) \| env_steps\s+([\d,]+) \| return\s+([\d.]+|n/a) \|.*train_time\s+([\d.]+)s")
 TARGET = 450.0
@@ -100,18 +100,12 @@ def main() -> int:
             rows.append({"run": "ours (ppo-cartpole.yaml)", "seed": seed, **result})
             if not args.skip_plain:
                 print(f"plain RLlib PPO defaults, seed {seed}", flush=True)
-                result = run_job(["python", "bench/plain_rllib_ppo.py", "--seed", str(seed)], env)
+                result = run_job(["python", "-m", "bench.plain_rllib_ppo", "--seed", str(seed)], env)
                 rows.append({"run": "plain RLlib PPO defaults", "seed": seed, **result})
 
-    header = (
-        f"{'run':<28} {'seed':>4} {'reached':>7} {'wall_to_450_s':>13} {'train_s':>8} {'env_steps':>9} {'iters':>5}"
-    )
-    print("\n" + header + "\n" + "-" * len(header))
-    for row in rows:
-        print(
-            f"{row['run']:<28} {row['seed']:>4} {str(row['reached']):>7} {row.get('wall_to_450_s', '-'):>13} "
-            f"{row.get('train_s', '-'):>8} {row.get('env_steps', '-'):>9} {row.get('iterations', '-'):>5}"
-        )
+    columns = ["run", "seed", "reached", "wall_to_450_s", "train_s", "env_steps", "iters"]
+    keys = ["run", "seed", "reached", "wall_to_450_s", "train_s", "env_steps", "iterations"]
+    print("\n" + table(columns, [[row.get(key, "-") for key in keys] for row in rows]))
     write_json(args.out, "ppo_cartpole", stamp, rows, target_return=TARGET)
     return 0
 

@@ -12,7 +12,7 @@ Runs, in one go and on the same local cluster, each submitted with
 Prints a table and writes bench/out/sweeps.json.
 
     make bench-sweeps                       # starts a throw-away cluster, stops it after
-    .venv/bin/python bench/sweeps.py --only seed --skip-plain --use-running-cluster
+    .venv/bin/python -m bench.sweeps --only seed --skip-plain --use-running-cluster
 
 wall_s is from the submit command's start to its end (upload, driver start,
 every trial, the report); best_steps is the fewest env steps at which a
@@ -29,10 +29,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from bench.common import bench_cluster, write_json
+from jobs.common.reports.tables import table
 
-from bench.common import bench_cluster, write_json  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 OURS_SUMMARY = re.compile(r"^sweep \S+: (\d+) of (\d+) trials(.*)$")
 OURS_BEST = re.compile(r"^best: \S+ env_steps_to_solve=([\d,]+)")
@@ -71,7 +71,7 @@ def ours(sweep: str, name: str, env: dict[str, str]) -> dict:
 
 
 def plain(sweep: str, name: str, env: dict[str, str], budget_s: float | None) -> dict:
-    entrypoint = ["python", "bench/plain_tune_sweep.py", "--sweep", sweep, "--name", name]
+    entrypoint = ["python", "-m", "bench.plain_tune_sweep", "--sweep", sweep, "--name", name]
     if budget_s:
         entrypoint += ["--time-budget-s", str(budget_s)]
     status, lines, wall = submit(entrypoint, env)
@@ -117,13 +117,9 @@ def main() -> int:
                 result = plain(sweep, f"bench-{stamp}-plain-{sweep}", env, budget)
                 rows.append({"sweep": sweep, "run": "plain Tune + RLlib defaults", **result})
 
-    header = f"{'sweep':<6} {'run':<28} {'trials':>6} {'wall_s':>7} {'trials/min':>10} {'best_steps':>10} {'exit':>4}"
-    print("\n" + header + "\n" + "-" * len(header))
-    for row in rows:
-        print(
-            f"{row['sweep']:<6} {row['run']:<28} {row['trials'] or '-':>6} {row['wall_s']:>7} "
-            f"{row['trials_per_min'] or '-':>10} {row['best_steps'] or '-':>10} {row['exit_status']:>4}"
-        )
+    columns = ["sweep", "run", "trials", "wall_s", "trials/min", "best_steps", "exit"]
+    keys = ["sweep", "run", "trials", "wall_s", "trials_per_min", "best_steps", "exit_status"]
+    print("\n" + table(columns, [[row[key] if row[key] is not None else "-" for key in keys] for row in rows]))
     write_json(args.out, "sweeps", stamp, rows)
     return 0
 

@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 from controlplane.errors import ClusterError
+from controlplane.provider import Provider
 from controlplane.state import REPO_ROOT, StateDir, default_state_dir
 from jobs.common.errors import exits_cleanly
 
 PROVIDERS = ("local", "kuberay", "vm")
 
 
-def provider_for(args: argparse.Namespace):
+def provider_for(args: argparse.Namespace) -> Provider:
     state_dir = StateDir(args.state_dir)
     if args.provider == "kuberay":
         from controlplane.kuberay.provider import KubeRayProvider
@@ -90,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def evaluate(args: argparse.Namespace) -> int:
     from controlplane.submit import submit
-    from jobs.common import storage
+    from jobs.common.storage import layout
+    from jobs.common.storage import objects as storage
 
     entrypoint = ["python", "-m", "jobs.evaluate", "--episodes", str(args.episodes)]
     entrypoint += ["--checkpoint", args.checkpoint] if args.checkpoint else ["--config", args.config]
@@ -101,12 +103,10 @@ def evaluate(args: argparse.Namespace) -> int:
     found = [m for line in output if (m := re.search(r"^mean_return: .* video: (\S+)$", line))]
     if not found:
         raise ClusterError("the evaluation job finished without a `video:` line; see `ray job logs`")
-    video_uri = found[-1].group(1)
-    # .../<experiment>/evaluations/<checkpoint>/episode-0.gif -> results/evaluations/<experiment>/<checkpoint>/
-    parts = video_uri.rstrip("/").split("/")
-    local = args.output_dir / parts[-4] / parts[-2] / parts[-1]
-    storage.download_file(video_uri, local)
-    storage.download_file(video_uri.rsplit("/", 1)[0] + "/result.json", local.with_name("result.json"))
+    evaluation = layout.Evaluation.of_video(found[-1].group(1))
+    local = args.output_dir / evaluation.run_name / evaluation.name / layout.VIDEO_FILE
+    storage.download_file(evaluation.video, local)
+    storage.download_file(evaluation.result, local.with_name(layout.RESULT_FILE))
     print(f"video (local copy): {os.path.relpath(local)}", flush=True)
     return 0
 
@@ -114,8 +114,9 @@ def evaluate(args: argparse.Namespace) -> int:
 def sweep_report(args: argparse.Namespace) -> int:
     """Needs only the storage settings from the env file: no Ray cluster."""
     from controlplane.submit import load_cluster_env
-    from jobs.common import storage
-    from jobs.common.sweep_report import REPORT_FILES, build_report
+    from jobs.common.reports.sweep import build_report
+    from jobs.common.storage import layout
+    from jobs.common.storage import objects as storage
 
     state_dir = StateDir(args.state_dir)
     if state_dir.env_file.exists():
@@ -124,8 +125,9 @@ def sweep_report(args: argparse.Namespace) -> int:
     storage.check_storage_reachable(storage_uri)
     report = build_report(storage_uri, args.name)
     local = args.output_dir / args.name
-    for name in REPORT_FILES:
-        storage.download_file(storage.join(report.uri, name), local / name)
+    sweep = layout.sweep(storage_uri, args.name)
+    for name in layout.REPORT_FILES:
+        storage.download_file(sweep.report_file(name), local / name)
     print(report.summary)
     print(f"local copy: {os.path.relpath(local)}")
     print(f"report: {report.uri}")

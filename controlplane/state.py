@@ -19,7 +19,10 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controlplane.provider import ClientSettings
 
 STATE_DIR_VAR = "CLUSTER_STATE_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +107,10 @@ class StateDir:
         return json.loads(path.read_text())
 
     # -- the client env file --------------------------------------------------
+
+    def write_client_settings(self, settings: ClientSettings, header: str) -> None:
+        """Every provider's one way to publish its cluster to clients."""
+        self.write_env(settings.variables(), header)
 
     def write_env(self, variables: Mapping[str, str], header: str) -> None:
         lines = [f"# {line}" if line else "#" for line in header.splitlines()]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir
+from jobs.common.cluster.placement import GROUP_RESOURCES, HEAD_GROUP
 from jobs.common.errors import UserError
-from jobs.common.placement import GROUP_RESOURCES, HEAD_GROUP
 
 
 def load_cluster_env(state_dir: StateDir) -> dict[str, str]:

@@ -1,34 +1,75 @@
 """PROVIDER=vm: the Ray cluster launcher on AWS, driven by cluster.yaml.
 
-    up:     a Ray token for the cluster (copied to every node by cluster.yaml's
-            file_mounts), `ray up cluster.yaml`, then `ray dashboard cluster.yaml`
-            (an SSH tunnel to 127.0.0.1:8265) in the background, and the client
-            env file.
-    down:   stop the tunnel, `ray down cluster.yaml`.
-    status: `ray exec cluster.yaml "ray status"`.
+    up:     a Ray token in the state folder, a copy of cluster.yaml there whose
+            file_mounts carry that token to every node, `ray up` of the copy, then
+            `ray dashboard` (an SSH tunnel to 127.0.0.1:8265) in the background,
+            and the client env file.
+    down:   stop the tunnel, `ray down` of the same copy.
+    status: `ray exec <copy> "ray status"`.
 
-AWS credentials for launching come from the user's own AWS configuration; the
-nodes reach S3 through their instance profile, so no key is written anywhere.
+cluster.yaml is read as YAML: the worker groups' capacity comes from its
+`available_node_types`, the region from `provider.region`, the storage URI
+from the environment its start commands export. AWS credentials for launching
+come from the user's own AWS configuration; the nodes reach S3 through their
+instance profile, so no key is written anywhere.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
 import shlex
 import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from controlplane import processes
 from controlplane.errors import ClusterError
 from controlplane.ports import wait_for_port
+from controlplane.provider import ClientSettings
 from controlplane.state import REPO_ROOT, StateDir, write_private
-from jobs.common import capacity
+from jobs.common.cluster.placement import HEAD_GROUP
 
 CONFIG = REPO_ROOT / "cluster.yaml"
-# cluster.yaml's file_mounts copies this file to ~/.ray/auth_token on every node.
-TOKEN_FILE = REPO_ROOT / ".cluster" / "vm-auth-token"
+# Where every node expects the token (cluster.yaml's file_mounts).
+NODE_TOKEN_PATH = "/home/ray/.ray/auth_token"
+
+
+def load_config(path: Path = CONFIG) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ClusterError(f"cannot read the cluster launcher config {path}: {err}") from None
+    if not isinstance(config, dict) or "available_node_types" not in config:
+        raise ClusterError(f"{path} is not a Ray cluster launcher config (no available_node_types)")
+    return config
+
+
+def worker_groups(config: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each worker node type's maximum shape: max_workers nodes of its resources."""
+    groups = {}
+    for name, node_type in config["available_node_types"].items():
+        if name == config.get("head_node_type", HEAD_GROUP):
+            continue
+        resources = node_type.get("resources", {})
+        groups[name] = {
+            "max_nodes": int(node_type.get("max_workers", 0)),
+            "cpus": float(resources.get("CPU", 0)),
+            "gpus": float(resources.get("GPU", 0)),
+        }
+    return groups
+
+
+def node_environment(config: dict[str, Any]) -> dict[str, str]:
+    """The variables the head's start commands export (`export A=1 B=2; ...`)."""
+    variables: dict[str, str] = {}
+    for command in config.get("head_start_ray_commands", []):
+        for statement in command.split(";"):
+            words = shlex.split(statement)
+            if words[:1] == ["export"]:
+                variables.update(word.split("=", 1) for word in words[1:] if "=" in word)
+    return variables
 
 
 class VmProvider:
@@ -38,6 +79,21 @@ class VmProvider:
         self.state_dir = state_dir
         self.dashboard_port = dashboard_port
         self.dry_run = dry_run
+        self.config = load_config()
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir.root / "vm-auth-token"
+
+    @property
+    def launcher_config(self) -> Path:
+        """cluster.yaml with its token mount pointing into this state folder."""
+        return self.state_dir.root / "cluster.yaml"
+
+    def _write_launcher_config(self) -> None:
+        config = dict(self.config)
+        config["file_mounts"] = {**config.get("file_mounts", {}), NODE_TOKEN_PATH: str(self.token_file)}
+        write_private(self.launcher_config, yaml.safe_dump(config, sort_keys=False))
 
     def _ray(self, *args: str) -> int:
         command = ["ray", *args]
@@ -47,13 +103,16 @@ class VmProvider:
         return subprocess.run(command, cwd=REPO_ROOT).returncode
 
     def up(self) -> int:
-        if not self.dry_run and not TOKEN_FILE.exists():
-            write_private(TOKEN_FILE, secrets.token_hex(32))
-        if self._ray("up", str(CONFIG.relative_to(REPO_ROOT)), "--yes") != 0:
+        if not self.dry_run:
+            if not self.token_file.exists():
+                self.state_dir.root.mkdir(parents=True, exist_ok=True)
+                write_private(self.token_file, os.urandom(32).hex())
+            self._write_launcher_config()
+        if self._ray("up", str(self.launcher_config), "--yes") != 0:
             raise ClusterError(
                 "`ray up cluster.yaml` failed (see its output above); check your AWS credentials and region"
             )
-        tunnel = ["ray", "dashboard", str(CONFIG.relative_to(REPO_ROOT)), "--port", str(self.dashboard_port)]
+        tunnel = ["ray", "dashboard", str(self.launcher_config), "--port", str(self.dashboard_port)]
         print("+ " + shlex.join(tunnel) + "  (in the background)", flush=True)
         if self.dry_run:
             return 0
@@ -61,18 +120,17 @@ class VmProvider:
         self.state_dir.save({"provider": self.name, "cluster_id": "vm", "pids": {"dashboard": pid}})
         if not wait_for_port(self.dashboard_port, 120):
             raise ClusterError(f"the dashboard tunnel to 127.0.0.1:{self.dashboard_port} did not open")
-        text = CONFIG.read_text()
-        self.state_dir.write_env(
-            {
-                "RAY_ADDRESS": f"http://127.0.0.1:{self.dashboard_port}",
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(TOKEN_FILE),
-                "AWS_REGION": re.search(r"AWS_REGION=(\S+)", text).group(1),
-                "RL_STORAGE_URI": re.search(r"RL_STORAGE_URI=(\S+)", text).group(1),
-                capacity.CAPACITY_ENV_VAR: json.dumps(
-                    json.loads(re.search(r"RL_WORKER_GROUPS='([^']+)'", text).group(1)), separators=(",", ":")
-                ),
-            },
+        exported = node_environment(self.config)
+        settings = ClientSettings(
+            ray_address=f"http://127.0.0.1:{self.dashboard_port}",
+            auth_token_path=self.token_file,
+            storage_uri=exported["RL_STORAGE_URI"],
+            aws_region=self.config["provider"]["region"],
+            worker_groups=worker_groups(self.config),
+            state_dir=self.state_dir.root,
+        )
+        self.state_dir.write_client_settings(
+            settings,
             "Client settings for the cluster-launcher cluster in cluster.yaml (dashboard through `ray dashboard`).",
         )
         print(f"client settings: {self.state_dir.env_file}  (use: source {self.state_dir.env_file})")
@@ -81,10 +139,12 @@ class VmProvider:
     def down(self) -> int:
         state = self.state_dir.load() or {}
         processes.stop_groups(state.get("pids", {}).values())
-        self._ray("down", str(CONFIG.relative_to(REPO_ROOT)), "--yes")
+        if not self.launcher_config.exists() and not self.dry_run:
+            self._write_launcher_config()
+        self._ray("down", str(self.launcher_config), "--yes")
         if not self.dry_run:
             self.state_dir.clear()
         return 0
 
     def status(self) -> int:
-        return self._ray("exec", str(CONFIG.relative_to(REPO_ROOT)), "ray status")
+        return self._ray("exec", str(self.launcher_config), "ray status")

@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import posixpath
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from jobs.common import storage
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.experiment import load_experiment, parse_experiment
-
-POLICY_PATH = "learner_group/learner/rl_module/default_policy"
-VIDEO_NAME = "episode-0.gif"
+from jobs.common.run.state import read_pointer
+from jobs.common.schema.experiment import load_experiment, parse_experiment
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,31 +56,35 @@ def resolve_checkpoint(args: argparse.Namespace) -> str:
             uri = str(Path(uri).expanduser().resolve())
         root = storage.resolve_storage(uri) if not storage.is_s3(uri) else uri
         storage.check_storage_reachable(root)
-        if not storage.exists(storage.join(uri, POLICY_PATH)):
+        if not storage.exists(layout.Checkpoint(uri).policy):
             raise UserError(
                 f"--checkpoint '{uri}' is not a checkpoint written by jobs.train "
-                f"(no {POLICY_PATH} inside); list the experiment's folder for checkpoint_NNNNNN"
+                f"(no {layout.POLICY_PATH} inside); list the experiment's folder for its checkpoint folders"
             )
         return uri
     experiment = load_experiment(args.config).experiment
     root = storage.resolve_storage(args.storage or experiment.storage)
     storage.check_storage_reachable(root)
-    latest = storage.read_latest(root, experiment.name)
+    run = layout.experiment(root, experiment.name)
+    latest = read_pointer(run)
     if not latest:
         raise UserError(
-            f"experiment '{experiment.name}' has no checkpoint in {storage.experiment_uri(root, experiment.name)}; "
+            f"experiment '{experiment.name}' has no checkpoint in {run.uri}; "
             "train it first (`make train`) or pass --checkpoint"
         )
-    return latest["checkpoint"]
+    return latest.checkpoint
 
 
 def load_checkpoint_experiment(checkpoint: str):
-    data = storage.read_bytes(storage.join(checkpoint, "experiment.yaml"))
+    where = layout.Checkpoint(checkpoint).experiment_file
+    data = storage.read_bytes(where)
     if data is None:
-        raise UserError(f"checkpoint '{checkpoint}' has no experiment.yaml: cannot tell which environment to play")
+        raise UserError(
+            f"checkpoint '{checkpoint}' has no {layout.EXPERIMENT_FILE}: cannot tell which environment to play"
+        )
     import yaml
 
-    return parse_experiment(yaml.safe_load(data), source=storage.join(checkpoint, "experiment.yaml")).experiment
+    return parse_experiment(yaml.safe_load(data), source=where).experiment
 
 
 def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_frames: int) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
     from PIL import Image
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(storage.join(checkpoint, POLICY_PATH))
+    module = RLModule.from_checkpoint(layout.Checkpoint(checkpoint).policy)
     dist_class = module.get_inference_action_dist_cls()
     returns, lengths, frames = [], [], []
     for episode in range(episodes):
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from jobs.common.placement import CPU_GROUP, cluster_has_groups, group_request
+    from jobs.common.cluster.placement import CPU_GROUP, cluster_has_groups, group_request
 
     ray.init(logging_level="warning")
     options: dict[str, Any] = {"num_cpus": 1}
@@ -158,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     mean = statistics.fmean(returns)
     std = statistics.pstdev(returns)
 
-    parent, name = posixpath.split(checkpoint.rstrip("/"))
-    evaluation_uri = storage.join(parent, "evaluations", name)
-    video_uri = storage.join(evaluation_uri, VIDEO_NAME)
+    evaluation = layout.Checkpoint(checkpoint).evaluation
+    video_uri = evaluation.video
     summary = {
         "checkpoint": checkpoint,
         "env": experiment.env,
@@ -172,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         "video": video_uri,
     }
     storage.write_bytes(video_uri, outcome["gif"])
-    storage.write_bytes(storage.join(evaluation_uri, "result.json"), json.dumps(summary, indent=2).encode())
+    storage.write_bytes(evaluation.result, json.dumps(summary, indent=2).encode())
 
-    local_dir = Path(args.output_dir) / experiment.name / name
+    local_dir = Path(args.output_dir) / evaluation.run_name / evaluation.name
     local_dir.mkdir(parents=True, exist_ok=True)
-    (local_dir / VIDEO_NAME).write_bytes(outcome["gif"])
-    (local_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    (local_dir / layout.VIDEO_FILE).write_bytes(outcome["gif"])
+    (local_dir / layout.RESULT_FILE).write_text(json.dumps(summary, indent=2))
 
     print(f"mean_return: {mean:.1f} std: {std:.1f} episodes: {len(returns)} video: {video_uri}", flush=True)
     return 0

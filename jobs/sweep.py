@@ -4,8 +4,8 @@
     python -m jobs.sweep --config ... --dry-run     # validate, print the plan, exit
 
 Runs as a Ray job (`make sweep`, or `ray job submit --working-dir . -- python -m jobs.sweep ...`).
-Storage, per sweep name: `<storage>/<name>/tune` (Tune's experiment),
-`<name>/trials/<trial_id>/checkpoint_*` (RLlib checkpoints) and `<name>/report/`.
+Storage, per sweep name: Tune's experiment, a folder per trial with its RLlib
+checkpoints, and the report (jobs/common/storage/layout.py).
 Rerunning a sweep whose experiment is in storage resumes it (Tuner.restore):
 unfinished and errored trials continue from their last checkpoint; finished
 ones are not run again. The last two lines are `report: <uri>` and
@@ -22,11 +22,13 @@ import signal
 import sys
 from typing import Any
 
-from jobs.common import capacity, storage
+from jobs.common.cluster import capacity
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.ppo import build_ppo_config
-from jobs.common.sweep import Sweep, check_trial_fits, load_sweep, param_space, scheduler, search_algorithm
-from jobs.common.sweep_report import ReportContext, build_report, save_context, sweep_uri, tune_uri
+from jobs.common.reports.sweep import ReportContext, build_report, save_context
+from jobs.common.rllib.ppo import build_ppo_config
+from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 EXIT_INTERRUPTED = 130
 
@@ -66,7 +68,7 @@ def plan(sweep: Sweep, storage_uri: str | None, groups) -> dict[str, Any]:
     spec = sweep.spec
     return {
         "sweep": sweep.name,
-        "storage": sweep_uri(storage_uri, sweep.name) if storage_uri else None,
+        "storage": layout.sweep(storage_uri, sweep.name).uri if storage_uri else None,
         "trials": sweep.trial_count(),
         "search_space": {d.key: d.describe() for d in sweep.dimensions},
         "search": spec.search.model_dump(),
@@ -106,22 +108,24 @@ def main(argv: list[str] | None = None) -> int:
 def _exists(storage_uri: str, name: str) -> bool:
     from ray.tune import Tuner
 
-    return Tuner.can_restore(tune_uri(storage_uri, name))
+    return Tuner.can_restore(layout.sweep(storage_uri, name).tune)
 
 
 def _nothing_to_resume(storage_uri: str, name: str) -> str:
-    return f"--resume: sweep '{name}' has no Tune experiment at {tune_uri(storage_uri, name)} to resume"
+    return f"--resume: sweep '{name}' has no Tune experiment at {layout.sweep(storage_uri, name).tune} to resume"
 
 
 def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     import ray
     from ray import tune
 
-    from jobs.common.sweep_progress import SweepProgress
-    from jobs.common.sweep_report import short_names
-    from jobs.common.trial import run_trial
+    from jobs.common.reports.sweep import short_names
+    from jobs.common.sweeps.progress import SweepProgress
+    from jobs.common.sweeps.trial import run_trial
+    from jobs.common.sweeps.tune import param_space, scheduler, search_algorithm
 
-    experiment_path = tune_uri(storage_uri, sweep.name)
+    folder = layout.sweep(storage_uri, sweep.name)
+    experiment_path = folder.tune
     resuming = _exists(storage_uri, sweep.name)
     if must_resume and not resuming:
         raise UserError(_nothing_to_resume(storage_uri, sweep.name))
@@ -133,7 +137,7 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
 
     keep_s3_keys_out_of_trial_runtime_envs()
     ray.init(logging_level="warning")
-    from jobs.common.placement import CPU_GROUP, GPU_GROUP, cluster_has_groups, group_request
+    from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP, cluster_has_groups, group_request
 
     wanted = sweep.spec.resources_per_trial
     bundle: dict[str, float] = {"CPU": wanted.cpus, "GPU": wanted.gpus}
@@ -154,8 +158,8 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     save_context(storage_uri, context)
     progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, short_names(context))
     run_config = tune.RunConfig(
-        name="tune",
-        storage_path=sweep_uri(storage_uri, sweep.name),
+        name=folder.tune_name,
+        storage_path=folder.uri,
         failure_config=tune.FailureConfig(max_failures=sweep.spec.max_failures),
         callbacks=[progress],
         verbose=0,

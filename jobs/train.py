@@ -16,15 +16,19 @@ import json
 import math
 import os
 import sys
-import time
-from typing import Any
 
-from jobs.common import capacity, checkpoints, report, storage
-from jobs.common.capacity import GroupCapacity, check_fits
+from jobs.common.cluster import capacity
+from jobs.common.cluster.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.experiment import Experiment, load_experiment
-from jobs.common.ppo import build_ppo_config, learner_plan, placement_plan, resolved_settings
-from jobs.common.returns import ReturnWindow
+from jobs.common.reports import training as report
+from jobs.common.reports.tables import key_values
+from jobs.common.rllib.plans import learner_plan, placement_plan
+from jobs.common.rllib.ppo import build_ppo_config, resolved_settings
+from jobs.common.run import loop
+from jobs.common.run.state import RunState, read_pointer
+from jobs.common.schema.experiment import Experiment, load_experiment
+from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import objects as storage
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,7 +87,7 @@ def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | 
 
 
 # --------------------------------------------------------------------------
-# Progress and stopping
+# Progress
 # --------------------------------------------------------------------------
 
 
@@ -92,22 +96,6 @@ def progress_line(iteration: int, env_steps: int, ret: float, iter_s: float, tim
     return (
         f"iter {iteration:4d} | env_steps {env_steps:9,d} | return {shown} | "
         f"iter_time {iter_s:5.2f}s | train_time {time_s:7.1f}s"
-    )
-
-
-# --------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------
-
-
-def save_checkpoint(algo, experiment: Experiment, storage_uri: str, state: dict[str, Any]) -> str:
-    """Write the checkpoint, then (last) the pointer that makes it the latest."""
-    return checkpoints.save(
-        algo,
-        storage.experiment_uri(storage_uri, experiment.name),
-        state["iteration"],
-        experiment.to_yaml(),
-        state,
     )
 
 
@@ -141,48 +129,67 @@ def main(argv: list[str] | None = None) -> int:
 
     storage_uri = storage.resolve_storage(experiment.storage)
     storage.check_storage_reachable(storage_uri)
-    latest = storage.read_latest(storage_uri, experiment.name)
-    state = {"iteration": 0, "env_steps": 0, "episode_return_mean": None, "time_s": 0.0, "return_window": []}
+    run = layout.experiment(storage_uri, experiment.name)
+    # A damaged or dangling pointer stops here, before anything is submitted.
+    latest = read_pointer(run)
     if latest and not args.check:
         # The first line of a resumed run says so (before Ray logs anything).
-        print(f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", flush=True)
-        state.update({k: latest[k] for k in state if k in latest})
+        print(f"resumed from {latest.checkpoint} at iteration {latest.iteration}", flush=True)
     groups = capacity.from_env()
     check_ray_config(experiment, groups)
     if args.check:
         return 0
+    state = latest or RunState()
     for note in loaded.notes:
         print(note, flush=True)
-
-    previous_return = state["episode_return_mean"]
-    if latest and experiment.stop.reason(
-        iteration=state["iteration"],
-        env_steps=state["env_steps"],
-        ret=math.nan if previous_return is None else previous_return,
-        time_s=state["time_s"],
-    ):
+    if latest and loop.already_done(experiment, latest):
         print(f"experiment '{experiment.name}' already met its stop criteria; nothing to train")
-        print(f"checkpoint: {latest['checkpoint']}", flush=True)
+        print(f"checkpoint: {latest.checkpoint}", flush=True)
         return 0
-
-    return train(experiment, storage_uri, latest, state, groups)
+    return train(experiment, run, state, groups)
 
 
 def _env_storage() -> str | None:
     return os.environ.get(storage.STORAGE_ENV_VAR)
 
 
+class PrintProgress(loop.Observer):
+    """A line per iteration; progress.csv beside each checkpoint."""
+
+    def __init__(self, run: layout.RunFolder, state: RunState, suffix: str):
+        self.run = run
+        self.suffix = suffix
+        # Iterations after the checkpoint we resume from were lost with the run that made them.
+        self.history = [row for row in report.load_progress(run) if row["iteration"] <= state.iteration]
+        self.saved_at = state.iteration if state.checkpoint else None
+
+    def iteration_done(self, state: RunState, seconds: float) -> None:
+        line = progress_line(state.iteration, state.env_steps, state.return_or_nan, seconds, state.time_s)
+        print(line + self.suffix, flush=True)
+        self.history.append(
+            {
+                "iteration": state.iteration,
+                "env_steps": state.env_steps,
+                "episode_return_mean": state.return_or_nan,
+                "train_time_s": round(state.time_s, 3),
+            }
+        )
+
+    def before_checkpoint(self, state: RunState) -> None:
+        report.save_progress(self.run, self.history)
+
+    def reported(self, state: RunState, checkpointed: bool) -> None:
+        if checkpointed:
+            self.saved_at = state.iteration
+
+
 def train(
-    experiment: Experiment,
-    storage_uri: str,
-    latest: dict | None,
-    state: dict[str, Any],
-    groups: dict[str, GroupCapacity] | None,
+    experiment: Experiment, run: layout.RunFolder, state: RunState, groups: dict[str, GroupCapacity] | None
 ) -> int:
     import ray
 
-    from jobs.common import build_gate
-    from jobs.common.placement import cluster_has_groups
+    from jobs.common.cluster import build_gate
+    from jobs.common.cluster.placement import cluster_has_groups
 
     ray.init(logging_level="warning")
     use_groups = cluster_has_groups(ray.cluster_resources())
@@ -190,97 +197,49 @@ def train(
         print("note: this Ray cluster advertises no worker groups (cpu_group/gpu_group); Ray places components freely")
     plan = learner_plan(experiment, groups)
     suffix = ""
-    if plan["cpu_stand_in"]:
-        suffix = f" | cpu stand-in for {plan['num_learners']} GPU learners"
-        print(
-            f"note: the GPU group has no GPUs here: {plan['num_learners']} CPU learners stand in (--gpu-fallback cpu)"
-        )
+    if plan.cpu_stand_in:
+        suffix = f" | cpu stand-in for {plan.num_learners} GPU learners"
+        print(f"note: the GPU group has no GPUs here: {plan.num_learners} CPU learners stand in (--gpu-fallback cpu)")
     # One job at a time places its actors: two half-placed jobs would wait for each other forever.
     with build_gate.building(f"job {experiment.name}"):
         algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
-    if latest:
-        algo.restore_from_path(latest["checkpoint"])
-    checkpoints.write_bytes(
-        storage.join(storage.experiment_uri(storage_uri, experiment.name), "experiment.yaml"),
-        experiment.to_yaml().encode(),
-    )
+    if state.checkpoint:
+        algo.restore_from_path(state.checkpoint)
+    checkpoints.write_bytes(run.experiment_file, experiment.to_yaml().encode())
 
-    every = experiment.checkpoint.every_n_iterations
-    experiment_uri = storage.experiment_uri(storage_uri, experiment.name)
-    # Iterations after the checkpoint we resume from were lost with the run that made them.
-    history = [row for row in report.load_progress(experiment_uri) if row["iteration"] <= state["iteration"]]
-    steps_before = state["env_steps"]
-    time_before = state["time_s"]
-    run_started = time.monotonic()
-    checkpoint = latest["checkpoint"] if latest else None
-    saved_at_iteration = state["iteration"] if latest else None
-    reason = None
-    window = ReturnWindow(experiment.metrics_smoothing_episodes, state["return_window"])
+    progress = PrintProgress(run, state, suffix)
     try:
-        while reason is None:
-            iter_started = time.monotonic()
-            result = algo.train()
-            state["iteration"] += 1
-            # Lifetime counters restart with the process; add what earlier runs did.
-            state["env_steps"] = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
-            smoothed = window.add(result)
-            state["return_window"] = window.history
-            ret = math.nan if smoothed is None else smoothed
-            state["episode_return_mean"] = None if math.isnan(ret) else ret
-            state["time_s"] = time_before + (time.monotonic() - run_started)
-            iter_s = time.monotonic() - iter_started
-            print(
-                progress_line(state["iteration"], state["env_steps"], ret, iter_s, state["time_s"]) + suffix, flush=True
-            )
-            history.append(
-                {
-                    "iteration": state["iteration"],
-                    "env_steps": state["env_steps"],
-                    "episode_return_mean": ret,
-                    "train_time_s": round(state["time_s"], 3),
-                }
-            )
-            reason = experiment.stop.reason(
-                iteration=state["iteration"], env_steps=state["env_steps"], ret=ret, time_s=state["time_s"]
-            )
-            due = state["iteration"] % every == 0 or (reason is not None and experiment.checkpoint.at_end)
-            if due:
-                state["finished"] = reason is not None
-                state["stop_reason"] = reason
-                report.save_progress(experiment_uri, history)
-                checkpoint = save_checkpoint(algo, experiment, storage_uri, state)
-                saved_at_iteration = state["iteration"]
+        reason = loop.run(algo, experiment, state, run, progress)
     finally:
         algo.stop()
     # Shut Ray down first so that no actor's log line lands after the last line.
     ray.shutdown()
 
-    curve = storage.join(experiment_uri, "learning_curve.png")
     checkpoints.write_bytes(
-        curve,
+        run.learning_curve,
         report.learning_curve_png(
-            history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean
+            progress.history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean
         ),
     )
     print("summary:")
     print(
-        report.summary_table(
+        key_values(
             [
-                ("iterations", str(state["iteration"])),
-                ("env_steps", f"{state['env_steps']:,}"),
-                ("return", "n/a" if state["episode_return_mean"] is None else f"{state['episode_return_mean']:.1f}"),
-                ("train_time", f"{state['time_s']:.1f}s"),
+                ("iterations", str(state.iteration)),
+                ("env_steps", f"{state.env_steps:,}"),
+                ("return", "n/a" if state.episode_return_mean is None else f"{state.episode_return_mean:.1f}"),
+                ("train_time", f"{state.time_s:.1f}s"),
                 ("stopped", str(reason)),
-                ("checkpointed", f"iteration {saved_at_iteration}"),
-                ("learning_curve", curve),
+                ("checkpointed", f"iteration {progress.saved_at}"),
+                ("learning_curve", run.learning_curve),
             ]
         ),
         flush=True,
     )
-    if checkpoint is None:
+    if state.checkpoint is None:
         print("checkpoint: none (checkpoint.at_end is off and no interval was reached)", flush=True)
         return 0
-    print(f"checkpoint: {checkpoint}", flush=True)
+    print(f"checkpoint: {state.checkpoint}", flush=True)
     return 0
 
 

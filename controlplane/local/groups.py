@@ -1,7 +1,7 @@
 """The local cluster's shape, defined once: a head that takes no training
 work, a CPU worker group and a GPU worker group, each a separate Ray node.
 
-Each group advertises its custom resource (jobs.common.placement), which is
+Each group advertises its custom resource (jobs.common.cluster.placement), which is
 how jobs put env runners on CPU nodes and learners on GPU nodes. The GPU
 group is started even on a machine without GPUs, so that placement can be
 tested; it then advertises the GPUs nvidia-smi lists: 0, never fake ones.
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from jobs.common.placement import CPU_GROUP, GPU_GROUP, GROUP_CAPACITY, GROUP_RESOURCES, HEAD_GROUP
+from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP, GROUP_CAPACITY, GROUP_RESOURCES, HEAD_GROUP
 
 # Concurrent job drivers the head accepts; further jobs wait in the Jobs API queue.
 DRIVER_SLOTS = 4

@@ -25,9 +25,10 @@ from controlplane.local import raynodes, s3server
 from controlplane.local.groups import NodeGroup, group_of, local_groups
 from controlplane.local.groups import capacity as group_capacity
 from controlplane.ports import free_ports, port_in_use, wait_for_port
+from controlplane.provider import ClientSettings
 from controlplane.state import StateDir
-from jobs.common import capacity
-from jobs.common.placement import HEAD_GROUP
+from jobs.common.cluster import capacity
+from jobs.common.cluster.placement import HEAD_GROUP
 
 DEFAULT_BUCKET = "rl-checkpoints"
 STORAGE_PREFIX = "experiments"
@@ -278,27 +279,24 @@ class LocalProvider:
     # ------------------------------------------------------------------ env
 
     def _write_env(self, state: dict[str, Any]) -> None:
-        env = self.server_env(state)
-        variables = {
-            "RAY_ADDRESS": state["dashboard_url"],
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": env["RAY_AUTH_TOKEN_PATH"],
-            "AWS_ENDPOINT_URL": state["s3_endpoint"],
-            "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-            "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-            "AWS_REGION": S3_REGION,
-            "RL_BUCKET": state["bucket"],
-            "RL_STORAGE_URI": state["storage_uri"],
-            capacity.CAPACITY_ENV_VAR: env[capacity.CAPACITY_ENV_VAR],
-            "CLUSTER_STATE_DIR": str(self.state_dir.root),
-        }
+        settings = ClientSettings(
+            ray_address=state["dashboard_url"],
+            auth_token_path=self.state_dir.ensure_auth_token(),
+            storage_uri=state["storage_uri"],
+            aws_region=S3_REGION,
+            worker_groups=group_capacity(self.groups),
+            bucket=state["bucket"],
+            s3_endpoint=state["s3_endpoint"],
+            s3_keys=self.state_dir.s3_credentials(),
+            state_dir=self.state_dir.root,
+        )
         header = (
             f"Client settings for the local Ray cluster (written by `make cluster-up`, {state['started_at']}).\n"
             "Use: source .cluster/env   then plain `ray job submit`, `ray job list`, boto3 or the AWS CLI work.\n"
             "The Ray token itself is not in this file: Ray reads it from RAY_AUTH_TOKEN_PATH.\n"
             "Holds the local S3 server's keys: keep it private (mode 0600, git-ignored)."
         )
-        self.state_dir.write_env(variables, header)
+        self.state_dir.write_client_settings(settings, header)
 
     def _print_usage(self) -> None:
         env_file = self.state_dir.env_file

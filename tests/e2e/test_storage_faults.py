@@ -18,7 +18,8 @@ import pytest
 
 from controlplane import processes
 from controlplane.local import s3server
-from jobs.common import checkpoints, storage
+from jobs.common.storage import checkpoints
+from jobs.common.storage import objects as storage
 from jobs.common.errors import StorageError
 from tests.e2e.test_faults import record
 

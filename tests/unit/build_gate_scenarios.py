@@ -12,21 +12,24 @@ import time
 
 import ray
 
-from jobs.common import build_gate
+from jobs.common.cluster import build_gate
 
 
 def second_waits() -> dict:
     inside: list[tuple[str, float, float]] = []
+    a_holds = threading.Event()
 
     def job(label: str, hold_s: float) -> None:
         with build_gate.building(label, name="gate-a"):
             entered = time.monotonic()
+            a_holds.set()
             time.sleep(hold_s)
             inside.append((label, entered, time.monotonic()))
 
     first = threading.Thread(target=job, args=("job a", 2.0))
     first.start()
-    time.sleep(0.5)
+    # Job b asks only once job a holds the gate (creating the gate actor can take seconds on a busy machine).
+    assert a_holds.wait(120), "job a never got the gate"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         job("job b", 0.0)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from jobs.common.errors import UserError
-from jobs.common.experiment import load_experiment, parse_experiment
+from jobs.common.schema.experiment import load_experiment, parse_experiment
 from tests.conftest import CARTPOLE
 
 MINIMAL = {"name": "t", "env": "CartPole-v1", "stop": {"env_steps": 1000}}

@@ -3,10 +3,11 @@ batch; placement on the worker groups; the plan checked against capacity."""
 
 import pytest
 
-from jobs.common.capacity import GroupCapacity, check_fits, from_env, to_env
+from jobs.common.cluster.capacity import GroupCapacity, check_fits, from_env, to_env
 from jobs.common.errors import UserError
-from jobs.common.experiment import parse_experiment
-from jobs.common.ppo import build_ppo_config, learner_plan, placement_plan
+from jobs.common.rllib.plans import learner_plan, placement_plan
+from jobs.common.rllib.ppo import build_ppo_config
+from jobs.common.schema.experiment import parse_experiment
 
 BASE = {"name": "t", "env": "CartPole-v1", "stop": {"iterations": 1}, "training": {"train_batch_size": 8000}}
 
@@ -25,22 +26,22 @@ def cluster(gpus_per_node=0, gpu_nodes=1, cpus=2, gpu_group_cpus=2):
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
 def test_gpus_become_learners_with_one_gpu_each_and_the_same_total_batch(gpus):
     plan = learner_plan(experiment(num_gpus=gpus))
-    assert plan["num_learners"] == gpus
-    assert plan["num_gpus_per_learner"] == 1
-    assert plan["group"] == "gpu-workers"
-    assert plan["train_batch_size_per_learner"] * gpus == 8000
-    assert plan["cpu_stand_in"] is False
+    assert plan.num_learners == gpus
+    assert plan.num_gpus_per_learner == 1
+    assert plan.group == "gpu-workers"
+    assert plan.train_batch_size_per_learner * gpus == 8000
+    assert plan.cpu_stand_in is False
 
 
 def test_zero_gpus_means_remote_cpu_learners_on_the_cpu_group():
     plan = learner_plan(experiment(num_gpus=0, num_learners=2))
-    assert (plan["num_learners"], plan["num_gpus_per_learner"], plan["group"]) == (2, 0, "cpu-workers")
-    assert plan["train_batch_size_per_learner"] == 4000
+    assert (plan.num_learners, plan.num_gpus_per_learner, plan.group) == (2, 0, "cpu-workers")
+    assert plan.train_batch_size_per_learner == 4000
 
 
 def test_legacy_num_gpus_key_is_the_same_knob():
     loaded = parse_experiment({**BASE, "num_gpus": 4})
-    assert learner_plan(loaded.experiment)["num_learners"] == 4
+    assert learner_plan(loaded.experiment).num_learners == 4
     assert any("'num_gpus' is now 'learners.num_gpus'" in note for note in loaded.notes)
 
 
@@ -86,9 +87,9 @@ def test_gpus_on_a_cluster_without_gpus_fail_unless_the_cpu_stand_in_is_asked_fo
     with pytest.raises(UserError, match="--gpu-fallback cpu"):
         check_fits(placement_plan(experiment(num_gpus=1), groups), groups)
     plan = placement_plan(experiment(num_gpus=2, gpu_fallback="cpu"), groups)
-    assert plan["learners"]["cpu_stand_in"] is True
-    assert plan["learners"]["num_gpus_per_learner"] == 0
-    assert plan["learners"]["group"] == "gpu-workers"  # same placement as real GPU learners
+    assert plan.learners.cpu_stand_in is True
+    assert plan.learners.num_gpus_per_learner == 0
+    assert plan.learners.group == "gpu-workers"  # same placement as real GPU learners
     check_fits(plan, groups)
     config = build_ppo_config(experiment(num_gpus=2, gpu_fallback="cpu"), groups=groups)
     assert config.num_gpus_per_learner == 0 and config.custom_resources_per_learner == {"gpu_group": 0.001}
@@ -96,7 +97,7 @@ def test_gpus_on_a_cluster_without_gpus_fail_unless_the_cpu_stand_in_is_asked_fo
 
 def test_cpu_stand_in_is_not_used_where_real_gpus_exist():
     groups = cluster(gpus_per_node=8)
-    assert learner_plan(experiment(num_gpus=2, gpu_fallback="cpu"), groups)["num_gpus_per_learner"] == 1
+    assert learner_plan(experiment(num_gpus=2, gpu_fallback="cpu"), groups).num_gpus_per_learner == 1
 
 
 def test_too_many_env_runners_for_the_cpu_group():
@@ -124,11 +125,11 @@ def test_speed_options_are_off_by_default_and_reach_ray_when_set():
 
 
 def test_shipped_gpu_experiments_resolve():
-    from jobs.common.experiment import load_experiment
+    from jobs.common.schema.experiment import load_experiment
     from tests.conftest import REPO_ROOT
 
     cheetah = load_experiment(REPO_ROOT / "jobs/experiments/ppo-halfcheetah.yaml", ["learners.num_gpus=4"]).experiment
     plan = learner_plan(cheetah)
-    assert plan["num_learners"] == 4 and plan["train_batch_size_per_learner"] == 16384 // 4
+    assert plan.num_learners == 4 and plan.train_batch_size_per_learner == 16384 // 4
     gpu_cartpole = load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole-gpu.yaml").experiment
-    assert learner_plan(gpu_cartpole)["num_learners"] == 2
+    assert learner_plan(gpu_cartpole).num_learners == 2

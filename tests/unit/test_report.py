@@ -1,10 +1,11 @@
 """progress.csv across resumes, and the learning-curve PNG."""
 
-from jobs.common import report
+from jobs.common.reports import training as report
+from jobs.common.storage.layout import RunFolder
 
 
 def test_progress_round_trips_with_integer_counters(tmp_path):
-    uri = str(tmp_path / "exp")
+    uri = RunFolder(str(tmp_path / "exp"))
     rows = [
         {"iteration": 1, "env_steps": 2000, "episode_return_mean": 21.5, "train_time_s": 0.7},
         {"iteration": 2, "env_steps": 4000, "episode_return_mean": float("nan"), "train_time_s": 1.4},

@@ -1,6 +1,6 @@
 """The return window: the mean of the last N episodes, not of one iteration's few."""
 
-from jobs.common.returns import ReturnWindow
+from jobs.common.run.returns import ReturnWindow
 
 
 def result(mean, episodes):

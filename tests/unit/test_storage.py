@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import checkpoints, storage
 from jobs.common.errors import UserError
+from jobs.common.run.state import RunState, read_pointer
+from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import objects as storage
 
 
 @pytest.mark.parametrize(
@@ -47,14 +49,17 @@ def test_relative_local_storage_becomes_absolute(tmp_path, monkeypatch):
 
 
 def test_latest_pointer_round_trip_on_local_storage(tmp_path):
-    root = str(tmp_path)
-    assert storage.read_latest(root, "exp") is None
-    checkpoints.write_pointer(
-        storage.experiment_uri(root, "exp"), {"checkpoint": storage.checkpoint_uri(root, "exp", 7), "iteration": 7}
-    )
-    latest = storage.read_latest(root, "exp")
-    assert latest["iteration"] == 7
-    assert latest["checkpoint"].endswith("/exp/checkpoint_000007")
+    run = layout.experiment(str(tmp_path), "exp")
+    assert read_pointer(run) is None
+
+    class Algorithm:
+        def save_to_path(self, path):
+            Path(path, layout.POLICY_PATH).mkdir(parents=True)
+
+    checkpoints.save(Algorithm(), run, RunState(iteration=7), "env: CartPole-v1\n")
+    latest = read_pointer(run)
+    assert latest.iteration == 7
+    assert latest.checkpoint.endswith("/exp/checkpoint_000007")
 
 
 def test_checkpoint_on_local_storage_is_written_before_its_pointer(tmp_path):
@@ -63,8 +68,8 @@ def test_checkpoint_on_local_storage_is_written_before_its_pointer(tmp_path):
             Path(path).mkdir(parents=True)
             Path(path, "state.pkl").write_bytes(b"weights")
 
-    folder = storage.experiment_uri(str(tmp_path), "exp")
-    uri = checkpoints.save(Algorithm(), folder, 3, "env: CartPole-v1\n", {"iteration": 3})
-    assert uri == f"{folder}/checkpoint_000003"
+    run = layout.experiment(str(tmp_path), "exp")
+    uri = checkpoints.save(Algorithm(), run, RunState(iteration=3), "env: CartPole-v1\n")
+    assert uri == f"{run.uri}/checkpoint_000003"
     assert sorted(p.name for p in Path(uri).iterdir()) == ["experiment.yaml", "state.pkl"]
-    assert storage.read_latest(str(tmp_path), "exp")["checkpoint"] == uri
+    assert RunState.from_json(Path(run.pointer).read_bytes(), run.pointer).checkpoint == uri

@@ -5,17 +5,10 @@ import json
 
 import pytest
 
-from jobs.common.capacity import GroupCapacity
+from jobs.common.cluster.capacity import GroupCapacity
 from jobs.common.errors import UserError
-from jobs.common.sweep import (
-    check_trial_fits,
-    load_sweep,
-    param_space,
-    parse_sweep,
-    scheduler,
-    search_algorithm,
-    trial_experiment,
-)
+from jobs.common.schema.sweep import check_trial_fits, load_sweep, parse_sweep
+from jobs.common.sweeps.tune import param_space, scheduler, search_algorithm, trial_experiment
 from tests.conftest import REPO_ROOT
 
 SWEEPS = REPO_ROOT / "jobs" / "sweeps"

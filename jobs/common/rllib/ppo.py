@@ -1,73 +1,13 @@
-"""Experiment -> a placement plan -> Ray 2.60 `PPOConfig` (new API stack only)."""
+"""Experiment -> a placement plan (plans.py) -> Ray 2.60 `PPOConfig` (new API stack only)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jobs.common.capacity import GroupCapacity, has_real_gpus
-from jobs.common.experiment import Experiment
-from jobs.common.placement import CPU_GROUP, GPU_GROUP, group_request
-
-
-def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
-    """`num_gpus: N` -> N remote learners with one GPU each; 0 -> CPU learners.
-
-    The experiment's train_batch_size is the total per update; Ray 2.60 wants
-    it per learner, so it is split evenly: changing N keeps the effective batch
-    (and so the learning behaviour) the same; each learner computes gradients
-    on its share and they are averaged (DDP) before every step.
-
-    With `gpu_fallback: cpu` on a cluster whose GPU group has no GPUs, the N
-    learners keep their place on the GPU group but run on CPU ("stand_in").
-    """
-    learners = experiment.learners
-    gpus = learners.num_gpus
-    stand_in = gpus > 0 and learners.gpu_fallback == "cpu" and groups is not None and not has_real_gpus(groups)
-    num_learners = gpus if gpus > 0 else learners.num_learners
-    plan: dict[str, Any] = {
-        "num_learners": num_learners,
-        "num_gpus_per_learner": 1 if gpus > 0 and not stand_in else 0,
-        "num_cpus_per_learner": 1,
-        "group": GPU_GROUP if gpus > 0 else CPU_GROUP,
-        "cpu_stand_in": stand_in,
-        "torch_compile": learners.torch_compile,
-        "mixed_precision": learners.mixed_precision,
-    }
-    total = experiment.training.train_batch_size
-    if total is not None:
-        if total % num_learners:
-            raise ValueError(f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners")
-        plan["train_batch_size_per_learner"] = total // num_learners
-    return plan
-
-
-def placement_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
-    runners = experiment.env_runners
-    return {
-        "learners": learner_plan(experiment, groups),
-        "env_runners": {
-            "num_env_runners": runners.num_env_runners,
-            "num_cpus_per_env_runner": runners.num_cpus_per_env_runner,
-            "group": CPU_GROUP,
-        },
-        "driver": "head",
-    }
-
-
-def in_process_plan(experiment: Experiment, gpus: float = 0) -> dict[str, Any]:
-    """A sweep trial: sampling in the local env runner and learning in the
-    local learner, all inside the trial's one actor (which Tune places). No
-    remote actors to start makes a small trial seconds cheaper."""
-    return {
-        "num_learners": 0,
-        "num_gpus_per_learner": 1 if gpus > 0 else 0,
-        "num_cpus_per_learner": "auto",
-        "group": None,
-        "cpu_stand_in": False,
-        "torch_compile": experiment.learners.torch_compile,
-        "mixed_precision": experiment.learners.mixed_precision,
-        "train_batch_size_per_learner": experiment.training.train_batch_size,
-    }
+from jobs.common.cluster.capacity import GroupCapacity
+from jobs.common.cluster.placement import CPU_GROUP, group_request
+from jobs.common.rllib.plans import in_process_plan, learner_plan, placement_plan
+from jobs.common.schema.experiment import Experiment
 
 
 def build_ppo_config(
@@ -77,7 +17,7 @@ def build_ppo_config(
     in_process_gpus: float | None = None,
 ):
     """The PPOConfig for this experiment. `use_groups` pins components to
-    worker groups (see jobs.common.placement); off on a plain Ray cluster.
+    worker groups (see jobs.common.cluster.placement); off on a plain Ray cluster.
     `in_process_gpus` (sweep trials): everything in this process, see in_process_plan."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -91,8 +31,8 @@ def build_ppo_config(
     runners = experiment.env_runners
     training = experiment.training.given()
     training.pop("train_batch_size", None)
-    if learners.get("train_batch_size_per_learner") is not None:
-        training["train_batch_size_per_learner"] = learners["train_batch_size_per_learner"]
+    if learners.train_batch_size_per_learner is not None:
+        training["train_batch_size_per_learner"] = learners.train_batch_size_per_learner
 
     config = (
         PPOConfig()
@@ -109,10 +49,10 @@ def build_ppo_config(
             custom_resources_per_env_runner=group_request(CPU_GROUP) if use_groups else {},
         )
         .learners(
-            num_learners=learners["num_learners"],
-            num_gpus_per_learner=learners["num_gpus_per_learner"],
-            num_cpus_per_learner=learners["num_cpus_per_learner"],
-            custom_resources_per_learner=group_request(learners["group"]) if use_groups else {},
+            num_learners=learners.num_learners,
+            num_gpus_per_learner=learners.num_gpus_per_learner,
+            num_cpus_per_learner=learners.num_cpus_per_learner,
+            custom_resources_per_learner=group_request(learners.group) if use_groups and learners.group else {},
         )
         .training(**training)
         .rl_module(
@@ -126,10 +66,10 @@ def build_ppo_config(
         .reporting(metrics_num_episodes_for_smoothing=experiment.metrics_smoothing_episodes)
         .debugging(seed=experiment.seed)
     )
-    if learners["torch_compile"]:
+    if learners.torch_compile:
         config.framework(torch_compile_learner=True)
-    if learners["mixed_precision"]:
-        from jobs.common.learners import MixedPrecisionPPOTorchLearner
+    if learners.mixed_precision:
+        from jobs.common.rllib.learners import MixedPrecisionPPOTorchLearner
 
         config.learners(learner_class=MixedPrecisionPPOTorchLearner)
     return config
@@ -156,9 +96,9 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             "num_gpus_per_learner": config.num_gpus_per_learner,
             "num_cpus_per_learner": config.num_cpus_per_learner,
             "custom_resources_per_learner": config.custom_resources_per_learner,
-            "cpu_stand_in_for_gpus": plan["learners"]["cpu_stand_in"],
+            "cpu_stand_in_for_gpus": plan.learners.cpu_stand_in,
             "torch_compile_learner": config.torch_compile_learner,
-            "mixed_precision_bf16": plan["learners"]["mixed_precision"],
+            "mixed_precision_bf16": plan.learners.mixed_precision,
         },
         "training": {
             "gamma": config.gamma,
@@ -186,9 +126,9 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             }
         },
         "placement": {
-            "env_runners": plan["env_runners"]["group"],
-            "learners": plan["learners"]["group"],
-            "driver": plan["driver"],
+            "env_runners": plan.env_runners.group,
+            "learners": plan.learners.group,
+            "driver": plan.driver,
         },
         "seed": config.seed,
         "metrics_num_episodes_for_smoothing": config.metrics_num_episodes_for_smoothing,

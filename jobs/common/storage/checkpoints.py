@@ -17,24 +17,26 @@ is kept and its path is in the message; after a good upload it is removed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from jobs.common import storage
 from jobs.common.errors import StorageError
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 RETRY_ENV_VAR = "RL_STORAGE_RETRY_S"
 DEFAULT_RETRY_S = 180.0
 LOCAL_DIR_ENV_VAR = "RL_LOCAL_CHECKPOINT_DIR"
 MAX_BACKOFF_S = 15.0
+
+if TYPE_CHECKING:
+    from jobs.common.run.state import RunState
 
 T = TypeVar("T")
 
@@ -78,41 +80,44 @@ def retrying(action: Callable[[], T], what: str, uri: str, budget_s: float | Non
             attempt += 1
 
 
-def save(algo, folder: str, iteration: int, experiment_yaml: str, record: dict[str, Any]) -> str:
-    """Save `algo` as `<folder>/checkpoint_<iteration>`, then point `<folder>/latest.json` at it.
+def save(algo, run: layout.RunFolder, state: RunState, experiment_yaml: str) -> str:
+    """Save `algo` as `<run>/checkpoint_<iteration>`, then point `<run>/latest.json` at it.
 
-    `record` (progress counters and the like) goes into the pointer with the
-    checkpoint's URI. Returns that URI.
+    The pointer is `state` with its `checkpoint` set to the new folder.
+    Returns that folder's URI.
     """
-    uri = storage.join(folder, f"checkpoint_{iteration:06d}")
-    if not storage.is_s3(folder):
+    uri = run.checkpoint(state.iteration)
+    if not storage.is_s3(run.uri):
         algo.save_to_path(uri)
-        Path(uri, "experiment.yaml").write_text(experiment_yaml)
-        write_pointer(folder, {**record, "checkpoint": uri})
+        Path(uri, layout.EXPERIMENT_FILE).write_text(experiment_yaml)
+        state.checkpoint = uri
+        write_pointer(run, state)
         return uri
 
     local = local_copy_dir(uri)
     shutil.rmtree(local, ignore_errors=True)
     algo.save_to_path(str(local))
     # The evaluator needs the environment and model: keep the experiment beside the weights.
-    (local / "experiment.yaml").write_text(experiment_yaml)
+    (local / layout.EXPERIMENT_FILE).write_text(experiment_yaml)
+    previous = state.checkpoint
     try:
         upload_folder(local, uri)
-        write_pointer(folder, {**record, "checkpoint": uri})
+        state.checkpoint = uri
+        write_pointer(run, state)
     except StorageError as err:
+        state.checkpoint = previous
         raise StorageError(
             f"{err}\ncheckpoint {uri} was not written; a local copy is kept on {socket.gethostname()} at {local}; "
-            f"the last complete checkpoint is the one {storage.join(folder, storage.LATEST_POINTER)} names",
+            f"the last complete checkpoint is the one {run.pointer} names",
             transient=err.transient,
         ) from None
     shutil.rmtree(local, ignore_errors=True)
     return uri
 
 
-def write_pointer(folder: str, record: dict[str, Any]) -> None:
+def write_pointer(run: layout.RunFolder, state: RunState) -> None:
     """The pointer that makes a checkpoint "latest": written after all its objects."""
-    body = json.dumps({**record, "written_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2).encode()
-    write_bytes(storage.join(folder, storage.LATEST_POINTER), body)
+    write_bytes(run.pointer, state.to_json())
 
 
 def write_bytes(uri: str, data: bytes) -> None:

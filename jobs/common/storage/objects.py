@@ -3,8 +3,8 @@
 Objects go through pyarrow's filesystem layer, the one RLlib and Ray Tune
 use. This module holds storage URIs, a check of the bucket and credentials
 with a clear message (up front, and after a failed write mid-run), small
-objects, and reading the `latest.json` pointer. Writing checkpoints, with
-retries, is jobs/common/checkpoints.py.
+objects. Where things go is layout.py; writing checkpoints, with retries, is
+checkpoints.py.
 
 S3 settings come from the environment only (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): keys are never passed
@@ -24,7 +24,6 @@ from urllib.parse import urlparse
 from jobs.common.errors import StorageError, UserError
 
 STORAGE_ENV_VAR = "RL_STORAGE_URI"
-LATEST_POINTER = "latest.json"
 
 # S3 bucket naming rules (the common subset every S3 implementation accepts).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -200,6 +199,17 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def list_names(uri: str) -> list[str]:
+    """The names directly under a folder (objects and sub-folders); [] where there is none."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(uri)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return []
+    selector = pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=False)
+    return sorted(info.base_name for info in fs.get_file_info(selector))
+
+
 def download_file(uri: str, destination: Path) -> Path:
     data = read_bytes(uri)
     if data is None:
@@ -207,20 +217,3 @@ def download_file(uri: str, destination: Path) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_bytes(data)
     return destination
-
-
-# --------------------------------------------------------------------------
-# The latest-checkpoint pointer
-# --------------------------------------------------------------------------
-
-
-def experiment_uri(storage: str, name: str) -> str:
-    return join(storage, name)
-
-
-def checkpoint_uri(storage: str, name: str, iteration: int) -> str:
-    return join(storage, name, f"checkpoint_{iteration:06d}")
-
-
-def read_latest(storage: str, name: str) -> dict[str, Any] | None:
-    return read_json(join(experiment_uri(storage, name), LATEST_POINTER))

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs.common.capacity import GroupCapacity
+from jobs.common.cluster.capacity import GroupCapacity
+from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
 from jobs.common.errors import UserError
-from jobs.common.experiment import (
+from jobs.common.schema import dotted
+from jobs.common.schema.experiment import (
     LEGACY_KEYS,
     NAME_PATTERN,
     Experiment,
@@ -38,13 +39,12 @@ from jobs.common.experiment import (
     map_legacy_keys,
     parse_experiment,
     schema_kind,
-    set_path,
 )
-from jobs.common.placement import CPU_GROUP, GPU_GROUP
-from jobs.common.storage import validate_storage_uri
+from jobs.common.schema.yamlfile import describe_errors, load_mapping, short
+from jobs.common.storage.objects import validate_storage_uri
 
 # --------------------------------------------------------------------------
-# What trials report (jobs.common.trial), and which way is better
+# What trials report (jobs.common.sweeps.trial), and which way is better
 # --------------------------------------------------------------------------
 
 # metric -> "max" / "min" when it ranks trials, None when it only counts progress.
@@ -235,18 +235,10 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"sweep file '{path}' does not exist (try jobs/sweeps/cartpole-seed.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"sweep file '{path}' is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"sweep file '{path}' must be a YAML mapping (name, experiment, search_space, ...)")
-    return parse_sweep(raw, source=str(path), overrides=overrides, relative_to=path.parent)
+    raw = load_mapping(
+        path, "sweep file", "jobs/sweeps/cartpole-seed.yaml", shape="name, experiment, search_space, ..."
+    )
+    return parse_sweep(raw, source=str(path), overrides=overrides, relative_to=Path(path).parent)
 
 
 def parse_sweep(
@@ -255,7 +247,7 @@ def parse_sweep(
     overrides: list[str] | None = None,
     relative_to: Path | None = None,
 ) -> Sweep:
-    data = json.loads(json.dumps(raw))  # a deep copy, and a check that it is plain data
+    data = dotted.copy(raw)
     for override in overrides or []:
         apply_override(data, override)
     try:
@@ -307,10 +299,10 @@ def _base_experiment(spec: SweepSpec, source: str, relative_to: Path | None):
             f"sweep '{source}': experiment file '{spec.experiment}' does not exist "
             "(a path from the repository root, e.g. jobs/experiments/ppo-cartpole.yaml)"
         )
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, dict):
-        raise UserError(f"sweep '{source}': experiment file '{path}' must be a YAML mapping")
-    raw = json.loads(json.dumps(raw))
+    try:
+        raw = load_mapping(path, "experiment file", "jobs/experiments/ppo-cartpole.yaml", shape="name, env, stop, ...")
+    except UserError as err:
+        raise UserError(f"sweep '{source}': {err}") from None
     for key, value in spec.overrides.items():
         apply_override(raw, f"{key}={json.dumps(value)}")
     if spec.stop is not None:
@@ -327,18 +319,10 @@ def _base_experiment(spec: SweepSpec, source: str, relative_to: Path | None):
     return mapped, experiment, notes
 
 
-def _flatten(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+def _flatten(tree: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
     """Nested or dotted keys -> [(path, {primitive: args})]. A mapping is a
     section to descend into unless its path names a value in the experiment."""
-    flat = []
-    for key, value in tree.items():
-        path = prefix + tuple(str(key).split("."))
-        is_section = schema_kind(_legacy_path(path)) == "section"
-        if isinstance(value, dict) and is_section:
-            flat.extend(_flatten(value, path))
-        else:
-            flat.append((path, value))
-    return flat
+    return list(dotted.leaves(tree, lambda path: schema_kind(_legacy_path(path)) == "section"))
 
 
 def _legacy_path(path: tuple[str, ...]) -> tuple[str, ...]:
@@ -368,7 +352,7 @@ def _dimension(path: tuple[str, ...], value: Any, base: dict[str, Any], source: 
         raise UserError(f"sweep '{source}': {where}.{shown}: '{shown}' cannot be searched; search its keys")
     if not isinstance(value, dict) or len(value) != 1:
         raise UserError(
-            f"sweep '{source}': {where}.{shown} = {_short(value)}: expected one search primitive, e.g. "
+            f"sweep '{source}': {where}.{shown} = {short(value)}: expected one search primitive, e.g. "
             f"{{choice: [a, b]}} or {{uniform: [low, high]}} (primitives: {', '.join(PRIMITIVES)}); "
             "to fix a value for every trial, put it under 'overrides'"
         )
@@ -384,8 +368,8 @@ def _dimension(path: tuple[str, ...], value: Any, base: dict[str, Any], source: 
     encoded = PRIMITIVES[primitive] is None and any(isinstance(a, list | dict) for a in args)
     dim = Dimension(path=mapped, primitive=primitive, args=tuple(args), encoded=encoded)
     for candidate in dim.candidates():
-        data = json.loads(json.dumps(base))
-        set_path(data, mapped, candidate)
+        data = dotted.copy(base)
+        dotted.set_value(data, mapped, candidate, replace=True)
         try:
             parse_experiment(data, source="<trial>")
         except UserError as err:
@@ -400,15 +384,15 @@ def _check_args(primitive: str, args: Any, where: str) -> list[Any]:
     arity = PRIMITIVES[primitive]
     if arity is None:
         if not isinstance(args, list) or not args:
-            raise UserError(f"{where}: {primitive} needs a non-empty list of values, got {_short(args)}")
+            raise UserError(f"{where}: {primitive} needs a non-empty list of values, got {short(args)}")
         return args
     if not isinstance(args, list) or len(args) != arity:
         form = {2: "[low, high]", 3: "[low, high, q]"}[arity]
         if primitive == "randn":
             form = "[mean, sd]"
-        raise UserError(f"{where}: {primitive} takes {form}, got {_short(args)}")
+        raise UserError(f"{where}: {primitive} takes {form}, got {short(args)}")
     if any(isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a) for a in args):
-        raise UserError(f"{where}: {primitive} takes finite numbers, got {_short(args)}")
+        raise UserError(f"{where}: {primitive} takes finite numbers, got {short(args)}")
     if primitive == "randn":
         if args[1] <= 0:
             raise UserError(f"{where}: randn's sd must be > 0, got {args[1]}")
@@ -421,7 +405,7 @@ def _check_args(primitive: str, args: Any, where: str) -> list[Any]:
             else f"{where}: empty range [{low}, {high}]: low must be below high"
         )
     if primitive in _INTEGER_PRIMITIVES and not all(isinstance(a, int) for a in args):
-        raise UserError(f"{where}: {primitive} takes integers, got {_short(args)}")
+        raise UserError(f"{where}: {primitive} takes integers, got {short(args)}")
     if primitive in _LOG_PRIMITIVES and low <= 0:
         raise UserError(f"{where}: {primitive} needs low > 0 (a log scale), got {low}; use uniform for ranges from 0")
     if arity == 3 and args[2] <= 0:
@@ -554,126 +538,19 @@ def check_trial_fits(sweep: Sweep, groups: dict[str, GroupCapacity] | None) -> N
 
 
 # --------------------------------------------------------------------------
-# Ray Tune objects
-# --------------------------------------------------------------------------
-
-
-def _tune_domain(dim: Dimension):
-    from ray import tune
-
-    args = [json.dumps(a) for a in dim.args] if dim.encoded else list(dim.args)
-    if dim.primitive == "grid_search":
-        return tune.grid_search(args)
-    return getattr(tune, dim.primitive)(*args)
-
-
-def _nested(dimensions: list[Dimension], leaf=_tune_domain) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for dim in dimensions:
-        set_path(tree, dim.path, leaf(dim))
-    return tree
-
-
-def param_space(sweep: Sweep) -> dict[str, Any]:
-    return _nested(sweep.dimensions)
-
-
-def search_algorithm(sweep: Sweep):
-    spec = sweep.spec
-    if spec.search.algorithm == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        searcher = OptunaSearch(metric=sweep.metric, mode=spec.mode, seed=spec.search.seed)
-        # TPE learns from finished trials: cap how many run on stale knowledge.
-        return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials or 4)
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    return BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=spec.max_concurrent_trials or 0)
-
-
-def scheduler(sweep: Sweep):
-    spec = sweep.spec.scheduler
-    if isinstance(spec, Asha):
-        from ray.tune.schedulers import ASHAScheduler
-
-        return ASHAScheduler(
-            time_attr=spec.time_attr,
-            max_t=spec.max_t,
-            grace_period=spec.grace_period,
-            reduction_factor=spec.reduction_factor,
-            brackets=spec.brackets,
-        )
-    if isinstance(spec, Pbt):
-        from ray.tune.schedulers import PopulationBasedTraining
-
-        def mutation(dim: Dimension):
-            if dim.primitive == "choice":
-                return [json.dumps(a) for a in dim.args] if dim.encoded else list(dim.args)
-            return _tune_domain(dim)
-
-        return PopulationBasedTraining(
-            time_attr=spec.time_attr,
-            perturbation_interval=spec.perturbation_interval,
-            burn_in_period=spec.burn_in_period,
-            hyperparam_mutations=_nested(sweep.mutations, leaf=mutation),
-            quantile_fraction=spec.quantile_fraction,
-            resample_probability=spec.resample_probability,
-        )
-    return None
-
-
-def trial_experiment(base: dict[str, Any], config: dict[str, Any], encoded_keys: list[str]) -> Experiment:
-    """The experiment one trial runs: the base with the trial's sampled values."""
-    data = json.loads(json.dumps(base))
-    for path, value in _leaves(config):
-        if ".".join(path) in encoded_keys and isinstance(value, str):
-            value = json.loads(value)
-        set_path(data, path, value)
-    return parse_experiment(data, source="<trial>").experiment
-
-
-def _leaves(tree: dict[str, Any], prefix: tuple[str, ...] = ()):
-    for key, value in tree.items():
-        if isinstance(value, dict) and schema_kind(prefix + (key,)) == "section":
-            yield from _leaves(value, prefix + (key,))
-        else:
-            yield prefix + (key,), value
-
-
-# --------------------------------------------------------------------------
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _format_spec_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for problem in err.errors():
-        loc = tuple(str(p) for p in problem["loc"] if not str(p).startswith(("Fifo", "Asha", "Pbt")))
-        loc = tuple(p for p in loc if p not in ("fifo", "asha", "pbt")) if loc[:1] == ("scheduler",) else loc
-        where = ".".join(loc) or "(top level)"
-        kind = problem["type"]
-        if kind == "extra_forbidden":
-            parent = _spec_model_at(loc[:-1], problem)
-            accepted = list(parent.model_fields) if parent else []
-            close = difflib.get_close_matches(loc[-1], accepted, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            lines.append(f"unknown key '{where}'{hint}; accepted here: {', '.join(accepted)}")
-        elif kind == "missing":
-            lines.append(f"'{where}' is required")
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            lines.append(f"'{where}': type must be one of fifo, asha, pbt")
-        elif kind == "literal_error":
-            expected = problem.get("ctx", {}).get("expected", "")
-            lines.append(f"'{where}' = {problem.get('input')!r} is not accepted; expected one of {expected}")
-        else:
-            lines.append(f"'{where}' = {_short(problem.get('input'))}: {problem['msg'].removeprefix('Value error, ')}")
-    if len(lines) == 1:
-        return f"sweep '{source}': {lines[0]}"
-    return f"sweep '{source}' is invalid:" + "".join(f"\n  - {line}" for line in lines)
+    def clean(loc: tuple[str, ...]) -> tuple[str, ...]:
+        # Drop pydantic's union parts: scheduler.Asha.grace_period -> scheduler.grace_period.
+        loc = tuple(p for p in loc if not p.startswith(("Fifo", "Asha", "Pbt")))
+        return tuple(p for p in loc if p not in ("fifo", "asha", "pbt")) if loc[:1] == ("scheduler",) else loc
+
+    def accepted_at(section: tuple[str, ...], problem: dict) -> list[str]:
+        model = _spec_model_at(section, problem)
+        return list(model.model_fields) if model else []
+
+    return describe_errors(err, f"sweep '{source}'", accepted_at, clean_loc=clean)
 
 
 def _spec_model_at(loc: tuple[str, ...], problem: dict) -> type[BaseModel] | None:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
 from jobs.common.errors import UserError
-from jobs.common.placement import CPU_GROUP, GPU_GROUP
+
+if TYPE_CHECKING:
+    from jobs.common.rllib.plans import PlacementPlan
 
 CAPACITY_ENV_VAR = "RL_WORKER_GROUPS"
 
@@ -63,13 +66,13 @@ def has_real_gpus(groups: dict[str, GroupCapacity]) -> bool:
     return groups.get(GPU_GROUP) is not None and groups[GPU_GROUP].gpus > 0
 
 
-def check_fits(plan: dict[str, Any], groups: dict[str, GroupCapacity]) -> None:
+def check_fits(plan: PlacementPlan, groups: dict[str, GroupCapacity]) -> None:
     """Raise UserError if any component can never be scheduled."""
     problems = []
-    learners = plan["learners"]
-    runners = plan["env_runners"]
+    learners = plan.learners
+    runners = plan.env_runners
 
-    requested_gpus = learners["num_learners"] * learners["num_gpus_per_learner"]
+    requested_gpus = learners.num_learners * learners.num_gpus_per_learner
     if requested_gpus:
         gpu_group = groups.get(GPU_GROUP)
         offered = gpu_group.gpus if gpu_group else 0
@@ -87,9 +90,9 @@ def check_fits(plan: dict[str, Any], groups: dict[str, GroupCapacity]) -> None:
 
     # CPUs per group: every component that lands on a group, together.
     demand: dict[str, float] = {}
-    demand[CPU_GROUP] = runners["num_env_runners"] * runners["num_cpus_per_env_runner"]
-    group = learners["group"]
-    demand[group] = demand.get(group, 0) + learners["num_learners"] * learners["num_cpus_per_learner"]
+    demand[CPU_GROUP] = runners.num_env_runners * runners.num_cpus_per_env_runner
+    group = learners.group
+    demand[group] = demand.get(group, 0) + learners.num_learners * learners.num_cpus_per_learner
     for name, cpus in demand.items():
         capacity = groups.get(name)
         if capacity is None:
@@ -100,7 +103,7 @@ def check_fits(plan: dict[str, Any], groups: dict[str, GroupCapacity]) -> None:
             problems.append(
                 f"{_who(name, plan)} need {cpus:g} CPUs in {name}, but it can offer {capacity.describe('CPUs')}"
             )
-        largest = max(runners["num_cpus_per_env_runner"] if name == CPU_GROUP else 0, learners["num_cpus_per_learner"])
+        largest = max(runners.num_cpus_per_env_runner if name == CPU_GROUP else 0, learners.num_cpus_per_learner)
         if largest > capacity.cpus_per_node:
             problems.append(
                 f"one component needs {largest:g} CPUs, more than a {name} node has ({capacity.cpus_per_node:g})"
@@ -109,10 +112,10 @@ def check_fits(plan: dict[str, Any], groups: dict[str, GroupCapacity]) -> None:
         raise UserError("the plan does not fit this cluster:\n  - " + "\n  - ".join(problems))
 
 
-def _who(group: str, plan: dict[str, Any]) -> str:
+def _who(group: str, plan: PlacementPlan) -> str:
     parts = []
-    if group == CPU_GROUP and plan["env_runners"]["num_env_runners"]:
-        parts.append(f"{plan['env_runners']['num_env_runners']} env runners")
-    if plan["learners"]["group"] == group:
-        parts.append(f"{plan['learners']['num_learners']} learners")
+    if group == CPU_GROUP and plan.env_runners.num_env_runners:
+        parts.append(f"{plan.env_runners.num_env_runners} env runners")
+    if plan.learners.group == group:
+        parts.append(f"{plan.learners.num_learners} learners")
     return " + ".join(parts) or "components"

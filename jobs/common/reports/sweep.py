@@ -2,7 +2,7 @@
 
 Reads Tune's experiment (`<sweep>/tune`, through `ExperimentAnalysis`, no Ray
 cluster needed) and the context the sweep job saved beside it
-(`<sweep>/sweep.json`), and writes `<sweep>/report/`:
+(`<sweep>/sweep.json`), and writes `<sweep>/report/` (paths: jobs/common/storage/layout.py):
 
     summary.txt            the top trials as a table, the best config and checkpoint
     trials.csv             one row per trial: hyperparameters, outcome, metrics
@@ -19,12 +19,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jobs.common import storage
 from jobs.common.errors import UserError
+from jobs.common.reports.plots import learning_curve_figure
+from jobs.common.reports.tables import table
+from jobs.common.schema import dotted
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 TOP_N = 10
-CONTEXT_FILE = "sweep.json"
-REPORT_FILES = ("summary.txt", "trials.csv", "learning_curves.png", "best.json")
 
 
 @dataclass
@@ -60,29 +62,17 @@ class ReportContext:
         )
 
 
-def sweep_uri(storage_uri: str, name: str) -> str:
-    return storage.join(storage_uri, name)
-
-
-def tune_uri(storage_uri: str, name: str) -> str:
-    return storage.join(storage_uri, name, "tune")
-
-
-def report_uri(storage_uri: str, name: str) -> str:
-    return storage.join(storage_uri, name, "report")
-
-
 def save_context(storage_uri: str, context: ReportContext) -> None:
-    storage.write_bytes(
-        storage.join(sweep_uri(storage_uri, context.name), CONTEXT_FILE), json.dumps(asdict(context), indent=2).encode()
-    )
+    folder = layout.sweep(storage_uri, context.name)
+    storage.write_bytes(folder.context, json.dumps(asdict(context), indent=2).encode())
 
 
 def load_context(storage_uri: str, name: str) -> ReportContext:
-    data = storage.read_json(storage.join(sweep_uri(storage_uri, name), CONTEXT_FILE))
+    folder = layout.sweep(storage_uri, name)
+    data = storage.read_json(folder.context)
     if data is None:
         raise UserError(
-            f"no sweep named '{name}' in {storage_uri} (no {CONTEXT_FILE} at {sweep_uri(storage_uri, name)}); "
+            f"no sweep named '{name}' in {storage_uri} (no {folder.context}); "
             "check NAME and the storage (RL_STORAGE_URI)"
         )
     return ReportContext(**data)
@@ -94,14 +84,8 @@ def load_context(storage_uri: str, name: str) -> ReportContext:
 
 
 def _lookup(config: dict[str, Any], key: str, encoded: bool) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    if encoded and isinstance(node, str):
-        return json.loads(node)
-    return node
+    value = dotted.get(config, dotted.split(key))
+    return json.loads(value) if encoded and isinstance(value, str) else value
 
 
 def _outcome(status: str, result: dict[str, Any]) -> str:
@@ -185,26 +169,21 @@ def _cell(value: Any) -> str:
 def top_table(context: ReportContext, rows: list[dict[str, Any]], limit: int = TOP_N) -> str:
     names = short_names(context)
     columns = ["#", "trial", *names.values(), "return", "env_steps", "steps_to_solve", "iters", "time_s", "outcome"]
-    table = []
-    for index, row in enumerate(rows[:limit], start=1):
-        table.append(
-            [
-                str(index),
-                row["trial_id"],
-                *(_cell(row[key]) for key in names),
-                _cell(row["episode_return_mean"]),
-                _cell(row["env_steps"]),
-                _cell(row["env_steps_to_solve"]),
-                _cell(row["iterations"]),
-                _cell(row["time_s"]),
-                row["outcome"],
-            ]
-        )
-    widths = [max(len(c), *(len(r[i]) for r in table)) if table else len(c) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    return "\n".join(lines)
+    cells = [
+        [
+            index,
+            row["trial_id"],
+            *(_cell(row[key]) for key in names),
+            _cell(row["episode_return_mean"]),
+            _cell(row["env_steps"]),
+            _cell(row["env_steps_to_solve"]),
+            _cell(row["iterations"]),
+            _cell(row["time_s"]),
+            row["outcome"],
+        ]
+        for index, row in enumerate(rows[:limit], start=1)
+    ]
+    return table(columns, cells)
 
 
 def trials_csv(context: ReportContext, rows: list[dict[str, Any]]) -> bytes:
@@ -228,36 +207,20 @@ def trials_csv(context: ReportContext, rows: list[dict[str, Any]]) -> bytes:
 
 
 def curves_png(context: ReportContext, rows: list[dict[str, Any]], curves: dict[str, list[tuple[int, float]]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
-    best = rows[0]["trial_id"] if rows else None
-    for row in rows[::-1]:
-        points = curves.get(row["trial_id"]) or []
-        if not points:
-            continue
-        steps, returns = zip(*points, strict=True)
-        if row["trial_id"] == best:
-            axes.plot(steps, returns, color="tab:red", linewidth=2, label=f"best: {best}", zorder=3)
-        else:
-            axes.plot(steps, returns, color="tab:blue", alpha=0.25, linewidth=1)
-    if context.target_return is not None:
-        axes.axhline(
-            context.target_return, color="grey", linestyle="--", linewidth=1, label=f"stop at {context.target_return:g}"
-        )
-    axes.set_xlabel("env steps")
-    axes.set_ylabel("episode return (mean)")
-    axes.set_title(f"{context.name}: {len(rows)} trials on {context.env}")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    out = io.BytesIO()
+    title = f"{context.name}: {len(rows)} trials on {context.env}"
+    with learning_curve_figure(title, context.target_return, out, size=(7, 4)) as axes:
+        best = rows[0]["trial_id"] if rows else None
+        for row in rows[::-1]:
+            points = curves.get(row["trial_id"]) or []
+            if not points:
+                continue
+            steps, returns = zip(*points, strict=True)
+            if row["trial_id"] == best:
+                axes.plot(steps, returns, color="tab:red", linewidth=2, label=f"best: {best}", zorder=3)
+            else:
+                axes.plot(steps, returns, color="tab:blue", alpha=0.25, linewidth=1)
+    return out.getvalue()
 
 
 def _curves(analysis) -> dict[str, list[tuple[int, float]]]:
@@ -290,7 +253,8 @@ def build_report(storage_uri: str, name: str) -> Report:
     from ray.tune import ExperimentAnalysis
 
     context = load_context(storage_uri, name)
-    experiment = tune_uri(storage_uri, name)
+    sweep = layout.sweep(storage_uri, name)
+    experiment = sweep.tune
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     try:
         analysis = ExperimentAnalysis(experiment)
@@ -304,7 +268,6 @@ def build_report(storage_uri: str, name: str) -> Report:
         rows = rank(rows, by, context.mode)
     best = rows[0] if rows else None
     with_checkpoint = next((r for r in rows if r["checkpoint"] and not _missing(r[by])), None)
-    folder = report_uri(storage_uri, name)
 
     names = short_names(context)
     counts = {
@@ -336,11 +299,11 @@ def build_report(storage_uri: str, name: str) -> Report:
     best_record["checkpoint"] = best_checkpoint
     summary = "\n".join(lines)
 
-    storage.write_bytes(storage.join(folder, "trials.csv"), trials_csv(context, rows))
-    storage.write_bytes(storage.join(folder, "learning_curves.png"), curves_png(context, rows, _curves(analysis)))
-    storage.write_bytes(storage.join(folder, "best.json"), json.dumps(best_record, indent=2, default=str).encode())
-    storage.write_bytes(storage.join(folder, "summary.txt"), (summary + "\n").encode())
-    return Report(uri=folder, summary=summary, best_checkpoint=best_checkpoint, rows=rows)
+    storage.write_bytes(sweep.report_file("trials.csv"), trials_csv(context, rows))
+    storage.write_bytes(sweep.report_file("learning_curves.png"), curves_png(context, rows, _curves(analysis)))
+    storage.write_bytes(sweep.report_file("best.json"), json.dumps(best_record, indent=2, default=str).encode())
+    storage.write_bytes(sweep.report_file("summary.txt"), (summary + "\n").encode())
+    return Report(uri=sweep.report, summary=summary, best_checkpoint=best_checkpoint, rows=rows)
 
 
 def _missing(value: Any) -> bool:

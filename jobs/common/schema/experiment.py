@@ -24,7 +24,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jobs.common.errors import UserError
-from jobs.common.storage import validate_storage_uri
+from jobs.common.schema import dotted
+from jobs.common.schema.yamlfile import describe_errors, load_mapping
+from jobs.common.storage.objects import validate_storage_uri
 
 # --------------------------------------------------------------------------
 # Schema
@@ -171,7 +173,7 @@ class Experiment(_Section):
     # s3://bucket/prefix or a local directory; None: $RL_STORAGE_URI.
     storage: str | None = None
     # episode_return_mean (stop criteria, progress, sweep metrics) is the mean of the
-    # last this-many episodes (jobs.common.returns); RLlib's default window is 100.
+    # last this-many episodes (jobs.common.run.returns); RLlib's default window is 100.
     metrics_smoothing_episodes: int = Field(100, ge=1, le=10000)
     env_runners: EnvRunners = Field(default_factory=EnvRunners)
     learners: Learners = Field(default_factory=Learners)
@@ -251,47 +253,28 @@ def map_legacy_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
     Giving both the old and the new key with different values is an error.
     """
-    mapped = _deep_copy(raw)
+    mapped = dotted.copy(raw)
     notes: list[str] = []
     for old, new in LEGACY_KEYS.items():
-        parent = _get_parent(mapped, old)
-        if parent is None or old[-1] not in parent:
+        found, value = dotted.pop(mapped, old)
+        if not found:
             continue
-        value = parent.pop(old[-1])
-        target_parent = mapped
-        for key in new[:-1]:
-            existing = target_parent.get(key)
-            if existing is None:
-                existing = target_parent[key] = {}
-            if not isinstance(existing, dict):
-                raise UserError(f"'{_dotted(new[:-1])}' must be a mapping, got {existing!r}")
-            target_parent = existing
-        if new[-1] in target_parent and target_parent[new[-1]] != value:
+        existing = dotted.get(mapped, new, _ABSENT)
+        if existing is not _ABSENT and existing != value:
             raise UserError(
-                f"'{_dotted(old)}' ({value!r}) and '{_dotted(new)}' ({target_parent[new[-1]]!r}) "
+                f"'{_dotted(old)}' ({value!r}) and '{_dotted(new)}' ({existing!r}) "
                 f"set the same thing to different values: keep only '{_dotted(new)}'"
             )
-        target_parent[new[-1]] = value
-        if old[-1] != new[-1] or old[:-1] != new[:-1]:
+        try:
+            dotted.set_value(mapped, new, value)
+        except dotted.NotASection as err:
+            raise UserError(f"'{_dotted(err.path)}' must be a mapping, got {err.value!r}") from None
+        if old != new:
             notes.append(f"note: '{_dotted(old)}' is now '{_dotted(new)}' (Ray 2.60); mapped")
     return mapped, notes
 
 
-def _get_parent(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
-    node: Any = data
-    for key in path[:-1]:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node if isinstance(node, dict) else None
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
+_ABSENT = object()
 
 
 # --------------------------------------------------------------------------
@@ -329,28 +312,16 @@ class LoadedExperiment:
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> LoadedExperiment:
     """Read, map legacy keys, apply `key.path=value` overrides and validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"experiment file '{path}' does not exist (try jobs/experiments/ppo-cartpole.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise UserError(f"experiment file '{path}' is not valid YAML{where}: {problem}") from None
-    if not isinstance(raw, dict):
-        raise UserError(
-            f"experiment file '{path}' must be a YAML mapping (name: ..., env: ..., stop: ...), "
-            f"got {type(raw).__name__}"
-        )
+    raw = load_mapping(
+        path, "experiment file", "jobs/experiments/ppo-cartpole.yaml", shape="name: ..., env: ..., stop: ..."
+    )
     return parse_experiment(raw, source=str(path), overrides=overrides)
 
 
 def parse_experiment(
     raw: dict[str, Any], source: str = "<experiment>", overrides: list[str] | None = None
 ) -> LoadedExperiment:
-    data = _deep_copy(raw)
+    data = dotted.copy(raw)
     for override in overrides or []:
         apply_override(data, override)
     mapped, notes = map_legacy_keys(data)
@@ -370,16 +341,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise UserError(f"override '{override}': '{part}' is not a section")
-        node = child
-    node[parts[-1]] = value
+    try:
+        dotted.set_value(data, dotted.split(key), value)
+    except dotted.NotASection as err:
+        raise UserError(f"override '{override}': '{err.path[-1]}' is not a section") from None
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -421,53 +386,16 @@ def accepted_keys(path: tuple[str, ...]) -> list[str]:
     return _field_names(model) if model else []
 
 
-def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[path[-1]] = value
-
-
 def _field_names(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for problem in err.errors():
-        loc = tuple(str(p) for p in problem["loc"])
-        where = ".".join(loc) or "(top level)"
-        kind = problem["type"]
-        value = problem.get("input")
-        if kind == "extra_forbidden":
-            parent = _model_at(loc[:-1])
-            accepted = _field_names(parent) if parent else []
-            legacy = [old[-1] for old in LEGACY_KEYS if old[:-1] == loc[:-1]]
-            close = difflib.get_close_matches(loc[-1], accepted + legacy, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            section = f"under '{'.'.join(loc[:-1])}'" if loc[:-1] else "at the top level"
-            lines.append(f"unknown key '{where}'{hint}; accepted {section}: {', '.join(accepted)}")
-        elif kind == "missing":
-            lines.append(f"'{where}' is required")
-        elif kind == "literal_error":
-            expected = problem.get("ctx", {}).get("expected", "")
-            lines.append(f"'{where}' = {value!r} is not accepted; expected one of {expected}")
-        else:
-            message = problem["msg"]
-            message = message.removeprefix("Value error, ")
-            if loc:
-                lines.append(f"'{where}' = {_short(value)}: {message}")
-            else:
-                lines.append(message)
-    head = f"experiment '{source}' is invalid:" if len(lines) > 1 else f"experiment '{source}':"
-    if len(lines) == 1:
-        return f"{head} {lines[0]}"
-    return head + "".join(f"\n  - {line}" for line in lines)
+    def accepted_at(section: tuple[str, ...], problem: dict) -> list[str]:
+        model = _model_at(section)
+        return _field_names(model) if model else []
 
+    def legacy_names(section: tuple[str, ...]) -> list[str]:
+        return [old[-1] for old in LEGACY_KEYS if old[:-1] == section]
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return describe_errors(err, f"experiment '{source}'", accepted_at, also_close_to=legacy_names)

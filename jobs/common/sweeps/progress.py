@@ -8,6 +8,8 @@ import time
 
 from ray.tune import Callback
 
+from jobs.common.schema import dotted
+
 
 class SweepProgress(Callback):
     def __init__(self, total: int, metric: str, mode: str, short_names: dict[str, str], every_s: float = 10.0):
@@ -34,9 +36,7 @@ class SweepProgress(Callback):
     def _config(self, trial) -> str:
         parts = []
         for key, short in self.short_names.items():
-            node = trial.config
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
+            node = dotted.get(trial.config, dotted.split(key))
             value = f"{node:.3g}" if isinstance(node, float) else node
             parts.append(f"{short}={value}")
         return " ".join(parts)

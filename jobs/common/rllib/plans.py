@@ -1,0 +1,101 @@
+"""Where each part of a PPO run goes: typed plans, made from the experiment.
+
+`LearnerPlan` and `PlacementPlan` are what `build_ppo_config` wires into
+Ray, what the capacity check (jobs/common/cluster/capacity.py) checks against
+the cluster and what `--dry-run` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.common.cluster.capacity import GroupCapacity, has_real_gpus
+from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
+from jobs.common.schema.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class LearnerPlan:
+    num_learners: int
+    num_gpus_per_learner: int
+    # "auto" (RLlib's): a learner inside the trial's own actor takes that actor's CPUs.
+    num_cpus_per_learner: int | str
+    # The worker group the learners ask for; None: no group (inside a sweep trial's actor).
+    group: str | None
+    # GPU learners running on CPU where the GPU group has no GPUs (--gpu-fallback cpu).
+    cpu_stand_in: bool
+    torch_compile: bool
+    mixed_precision: bool
+    train_batch_size_per_learner: int | None
+
+    @property
+    def remote(self) -> bool:
+        return self.num_learners > 0
+
+
+@dataclass(frozen=True)
+class EnvRunnerPlan:
+    num_env_runners: int
+    num_cpus_per_env_runner: int
+    group: str
+
+
+@dataclass(frozen=True)
+class PlacementPlan:
+    learners: LearnerPlan
+    env_runners: EnvRunnerPlan
+    driver: str = "head"
+
+
+def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> LearnerPlan:
+    """`num_gpus: N` -> N remote learners with one GPU each; 0 -> CPU learners.
+
+    The experiment's train_batch_size is the total per update; Ray 2.60 wants
+    it per learner, so it is split evenly: changing N keeps the effective batch
+    (and so the learning behaviour) the same; each learner computes gradients
+    on its share and they are averaged (DDP) before every step.
+
+    With `gpu_fallback: cpu` on a cluster whose GPU group has no GPUs, the N
+    learners keep their place on the GPU group but run on CPU (a stand-in).
+    """
+    learners = experiment.learners
+    gpus = learners.num_gpus
+    stand_in = gpus > 0 and learners.gpu_fallback == "cpu" and groups is not None and not has_real_gpus(groups)
+    num_learners = gpus if gpus > 0 else learners.num_learners
+    total = experiment.training.train_batch_size
+    if total is not None and total % num_learners:
+        raise ValueError(f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners")
+    return LearnerPlan(
+        num_learners=num_learners,
+        num_gpus_per_learner=1 if gpus > 0 and not stand_in else 0,
+        num_cpus_per_learner=1,
+        group=GPU_GROUP if gpus > 0 else CPU_GROUP,
+        cpu_stand_in=stand_in,
+        torch_compile=learners.torch_compile,
+        mixed_precision=learners.mixed_precision,
+        train_batch_size_per_learner=None if total is None else total // num_learners,
+    )
+
+
+def placement_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> PlacementPlan:
+    runners = experiment.env_runners
+    return PlacementPlan(
+        learners=learner_plan(experiment, groups),
+        env_runners=EnvRunnerPlan(runners.num_env_runners, runners.num_cpus_per_env_runner, CPU_GROUP),
+    )
+
+
+def in_process_plan(experiment: Experiment, gpus: float = 0) -> LearnerPlan:
+    """A sweep trial: sampling in the local env runner and learning in the
+    local learner, all inside the trial's one actor (which Tune places). No
+    remote actors to start makes a small trial seconds cheaper."""
+    return LearnerPlan(
+        num_learners=0,
+        num_gpus_per_learner=1 if gpus > 0 else 0,
+        num_cpus_per_learner="auto",
+        group=None,
+        cpu_stand_in=False,
+        torch_compile=experiment.learners.torch_compile,
+        mixed_precision=experiment.learners.mixed_precision,
+        train_batch_size_per_learner=experiment.training.train_batch_size,
+    )

@@ -1,0 +1,83 @@
+"""The one training loop: `algo.train()` until a stop criterion, checkpoints on the way.
+
+Used by `jobs.train` (which prints a line per iteration) and by every sweep
+trial (which reports to Tune): both count iterations, carry the lifetime
+counters over from the run they resume, judge returns on the same window,
+stop on the same criteria and checkpoint through the same writer, so a
+trial and a training run of the same experiment behave alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from jobs.common.run.returns import ReturnWindow
+from jobs.common.run.state import RunState
+from jobs.common.schema.experiment import Experiment
+from jobs.common.storage import checkpoints, layout
+
+
+class Observer:
+    """What the caller does around each iteration; every hook is optional."""
+
+    def iteration_done(self, state: RunState, seconds: float) -> None:
+        """After the counters are updated, before any checkpoint."""
+
+    def before_checkpoint(self, state: RunState) -> None:
+        """Just before a checkpoint (and its pointer) is written."""
+
+    def reported(self, state: RunState, checkpointed: bool) -> None:
+        """Last in every iteration, once any checkpoint is complete."""
+
+
+def already_done(experiment: Experiment, state: RunState) -> str | None:
+    """Why a resumed run has nothing left to do under this experiment's stop criteria."""
+    if state.iteration == 0:
+        return None
+    return experiment.stop.reason(
+        iteration=state.iteration, env_steps=state.env_steps, ret=state.return_or_nan, time_s=state.time_s
+    )
+
+
+def run(algo, experiment: Experiment, state: RunState, folder: layout.RunFolder, observer: Observer) -> str:
+    """Train `algo` from `state` until the experiment says stop; returns why it stopped.
+
+    `state` is updated in place; a checkpoint is written every
+    `checkpoint.every_n_iterations` and (with `checkpoint.at_end`) at the end.
+    """
+    experiment_yaml = experiment.to_yaml()
+    every = experiment.checkpoint.every_n_iterations
+    target = experiment.stop.episode_return_mean
+    window = ReturnWindow(experiment.metrics_smoothing_episodes, state.return_window)
+    # Lifetime counters restart with the process: add what earlier runs did.
+    steps_before, time_before = state.env_steps, state.time_s
+    started = time.monotonic()
+    while True:
+        iteration_started = time.monotonic()
+        result = algo.train()
+        state.iteration += 1
+        state.env_steps = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
+        state.episode_return_mean = window.add(result)
+        state.return_window = window.history
+        state.episode_len_mean = _finite(result.get("env_runners", {}).get("episode_len_mean"))
+        state.time_s = time_before + time.monotonic() - started
+        ret = state.episode_return_mean
+        if state.solved_at is None and target is not None and ret is not None and ret >= target:
+            state.solved_at = state.env_steps
+        reason = experiment.stop.reason(
+            iteration=state.iteration, env_steps=state.env_steps, ret=state.return_or_nan, time_s=state.time_s
+        )
+        state.finished, state.stop_reason = reason is not None, reason
+        observer.iteration_done(state, time.monotonic() - iteration_started)
+        due = state.iteration % every == 0 or (reason is not None and experiment.checkpoint.at_end)
+        if due:
+            observer.before_checkpoint(state)
+            checkpoints.save(algo, folder, state, experiment_yaml)
+        observer.reported(state, due)
+        if reason is not None:
+            return reason
+
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None

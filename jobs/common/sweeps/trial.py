@@ -1,0 +1,129 @@
+"""One sweep trial: a Ray Tune function trainable that runs PPO in its own actor.
+
+Per-trial overhead dominates small RL trials, so a trial is one actor that
+samples and learns in-process (no remote env runners or learners to start),
+and Tune reuses that actor for the next trial (imports and all).
+
+The training itself is the run loop every training job uses
+(jobs/common/run/loop.py): checkpoints go to the trial's own RunFolder
+(`<sweep>/trials/<trial_id>/`, jobs/common/storage/layout.py) with its
+`latest.json` written last. Tune is handed a one-file checkpoint that holds
+that pointer, which is all it needs for resuming and for PBT's exploit step.
+On a restart the trial takes the newer of Tune's checkpoint and its own
+pointer: the pointer is written as soon as a checkpoint is complete, while
+Tune's experiment state can lag by seconds when the driver dies. A trial that
+had already met its stop criteria reports that result again and trains no
+further.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobs.common.run import loop
+from jobs.common.run.state import RunState
+from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import objects as storage
+from jobs.common.sweeps.tune import trial_experiment
+
+# The one file in the checkpoint Tune keeps for a trial: the trial's RunState.
+TUNE_POINTER = "pointer.json"
+
+
+def choose_start(own: RunState | None, given: RunState | None, trial_id: str) -> RunState | None:
+    """Where a (re)started trial continues from.
+
+    `given` is Tune's checkpoint (a pointer); `own` is this trial's latest.json.
+    A pointer into another trial's folder is PBT's exploit step: take it. Else
+    the newer of the two by iteration; the pointer is never behind Tune.
+    """
+    if given and given.trial_id != trial_id:
+        return given
+    candidates = [p for p in (own, given) if p]
+    return max(candidates, key=lambda p: p.iteration) if candidates else None
+
+
+def _read_given_checkpoint() -> RunState | None:
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        path = Path(folder) / TUNE_POINTER
+        return RunState.from_json(path.read_bytes(), f"Tune's checkpoint {checkpoint.path}/{TUNE_POINTER}")
+
+
+def _read_own_pointer(folder: layout.RunFolder) -> RunState | None:
+    data = storage.read_bytes(folder.pointer)
+    return None if data is None else RunState.from_json(data, folder.pointer)
+
+
+class ReportToTune(loop.Observer):
+    def before_checkpoint(self, state: RunState) -> None:
+        state.exploited_from = None  # the trial's own checkpoint from now on
+
+    def reported(self, state: RunState, checkpointed: bool) -> None:
+        from ray import tune
+
+        if not checkpointed:
+            tune.report(state.metrics())
+            return
+        with tempfile.TemporaryDirectory(prefix="trial-pointer-") as folder:
+            (Path(folder) / TUNE_POINTER).write_bytes(state.to_json())
+            tune.report(state.metrics(), checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def run_trial(
+    config: dict[str, Any],
+    *,
+    base: dict[str, Any],
+    encoded_keys: list[str],
+    storage_uri: str,
+    sweep_name: str,
+    gpus: float,
+) -> None:
+    from ray import tune
+
+    from jobs.common.rllib.ppo import build_ppo_config
+
+    _quiet()
+    experiment = trial_experiment(base, config, encoded_keys)
+    trial_id = tune.get_context().get_trial_id()
+    folder = layout.sweep(storage_uri, sweep_name).trial(trial_id)
+    start = choose_start(_read_own_pointer(folder), _read_given_checkpoint(), trial_id)
+    state = RunState(trial_id=trial_id)
+    if start:
+        exploited = start.trial_id != trial_id
+        state = RunState(**{**vars(start), "trial_id": trial_id})
+        if exploited:
+            # PBT: this trial now continues another one's weights.
+            state.finished, state.stop_reason, state.solved_at = False, None, None
+            state.exploited_from = start.checkpoint
+            checkpoints.write_pointer(folder, state)
+        elif loop.already_done(experiment, state):
+            # Finished before a restart that Tune's state had not caught up with.
+            tune.report(state.metrics())
+            return
+
+    algo = build_ppo_config(experiment, in_process_gpus=gpus).build_algo()
+    try:
+        if start:
+            algo.restore_from_path(start.checkpoint)
+        loop.run(algo, experiment, state, folder, ReportToTune())
+    finally:
+        algo.stop()
+
+
+def _quiet() -> None:
+    """Keep a trial's log to what matters: one line per checkpoint from Ray
+    Train and a gymnasium note per environment would repeat hundreds of times."""
+    import logging
+    import warnings
+
+    for name in ("ray.train", "ray.tune", "ray.rllib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*is out of date.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
