@@ -18,12 +18,14 @@ without a cluster.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shlex
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,8 +34,9 @@ from controlplane import processes
 from controlplane.errors import ClusterError
 from controlplane.kuberay import manifests
 from controlplane.ports import free_port, wait_for_port
+from controlplane.provider import ClientSettings
 from controlplane.state import REPO_ROOT, StateDir, write_private
-from jobs.common import capacity
+from jobs.common.cluster import capacity
 
 NAMESPACE = "ray-rl"
 CLUSTER = "ray-rl"
@@ -130,14 +133,6 @@ class KubeApi:
             if err.status != 409:
                 raise
 
-    def ensure_secret(self, name: str, data: dict[str, str]) -> None:
-        body = self._client.V1Secret(metadata=self._client.V1ObjectMeta(name=name), string_data=data)
-        try:
-            self.core.create_namespaced_secret(NAMESPACE, body)
-        except self._client.ApiException as err:
-            if err.status != 409:  # already there: keep it (the bucket's data needs the same keys)
-                raise
-
 
 def run_command(command: list[str]) -> None:
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -159,6 +154,7 @@ class KubeRayProvider:
         timeout_s: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        s3_env_file: Path = manifests.DEV_S3_ENV_FILE,
     ):
         if overlay not in ("dev", "gpu"):
             raise ClusterError(f"OVERLAY={overlay!r} is not one of k8s/overlays: dev, gpu")
@@ -172,6 +168,7 @@ class KubeRayProvider:
         self.timeout_s = timeout_s
         self.clock = clock
         self.sleep = sleep
+        self.s3_env_file = s3_env_file
 
     @property
     def api(self) -> KubeApi:
@@ -194,8 +191,9 @@ class KubeRayProvider:
         steps.append(Step(f"namespace {NAMESPACE}", action=lambda: self.api.ensure_namespace()))
         if self.overlay == "dev":
             steps.append(Step(f"Secret {S3_SECRET}: the dev S3 server's keys, generated into "
-                              f"{self.state_dir.root}/s3-credentials.json (values not shown)",
-                              action=self._create_s3_secret))  # fmt: skip
+                              f"{self.state_dir.root}/s3-credentials.json and written to {self.s3_env_file} "
+                              "(mode 0600, git-ignored), which the overlay's secretGenerator reads (values not shown)",
+                              action=self._write_s3_env_file))  # fmt: skip
         steps.append(Step(f"apply {self.overlay_path}", ["kubectl", "apply", "-k", self.overlay_path],
                           manifest=self.rendered()))  # fmt: skip
         steps.append(Step(f"wait for RayCluster {NAMESPACE}/{CLUSTER} to be ready (timeout {self.timeout_s:.0f}s)",
@@ -207,12 +205,14 @@ class KubeRayProvider:
                           f"write {self.state_dir.env_file}", action=self._connect))  # fmt: skip
         return steps
 
-    def _create_s3_secret(self) -> None:
+    def _write_s3_env_file(self) -> None:
+        """The dev overlay renders its Secret from this file: `kubectl apply -k` creates it."""
         credentials = self.state_dir.s3_credentials()
-        self.api.ensure_secret(S3_SECRET, {
-            "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
-        })  # fmt: skip
+        write_private(
+            self.s3_env_file,
+            f"AWS_ACCESS_KEY_ID={credentials['access_key_id']}\n"
+            f"AWS_SECRET_ACCESS_KEY={credentials['secret_access_key']}\n",
+        )
 
     # ------------------------------------------------------------------ up
 
@@ -280,24 +280,20 @@ class KubeRayProvider:
         head = manifests.find(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
         published = next(e["value"] for e in head["env"] if e["name"] == capacity.CAPACITY_ENV_VAR)
         config = manifests.find(docs, "ConfigMap", "ray-rl-s3")["data"]
-        variables = {
-            "RAY_ADDRESS": f"http://127.0.0.1:{self.dashboard_port}",
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(self.state_dir.auth_token),
-            "AWS_REGION": config["AWS_REGION"],
-            "RL_BUCKET": config["RL_BUCKET"],
-            "RL_STORAGE_URI": config["RL_STORAGE_URI"],
-            capacity.CAPACITY_ENV_VAR: published,
-        }
-        if self.overlay == "dev":
-            credentials = self.state_dir.s3_credentials()
-            variables |= {
-                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-                "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
-            }
-        self.state_dir.write_env(variables, f"Client settings for RayCluster {NAMESPACE}/{CLUSTER} "
-                                            f"(overlay {self.overlay}), through kubectl port-forward.")  # fmt: skip
+        dev = self.overlay == "dev"
+        settings = ClientSettings(
+            ray_address=f"http://127.0.0.1:{self.dashboard_port}",
+            auth_token_path=self.state_dir.auth_token,
+            storage_uri=config["RL_STORAGE_URI"],
+            aws_region=config["AWS_REGION"],
+            worker_groups=json.loads(published),
+            bucket=config["RL_BUCKET"],
+            # The dev overlay's in-cluster S3 server, through its port-forward, with the keys made here.
+            s3_endpoint=f"http://127.0.0.1:{s3_port}" if dev else None,
+            s3_keys=self.state_dir.s3_credentials() if dev else None,
+        )
+        header = f"Client settings for RayCluster {NAMESPACE}/{CLUSTER} (overlay {self.overlay}), through port-forward."
+        self.state_dir.write_client_settings(settings, header)
         print(f"client settings: {self.state_dir.env_file}  (use: source {self.state_dir.env_file})")
 
     # ------------------------------------------------------------------ down, status
@@ -308,6 +304,8 @@ class KubeRayProvider:
         command = ["kubectl", "delete", "-k", self.overlay_path, "--ignore-not-found"]
         print("+ " + shlex.join(command), flush=True)
         if not self.dry_run:
+            if self.overlay == "dev":
+                self._write_s3_env_file()  # the overlay does not render without it
             self.run(command)
             self.state_dir.clear()
         return 0

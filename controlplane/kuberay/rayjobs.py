@@ -4,12 +4,18 @@ A RayJob brings its own cluster (shut down when the job finishes), so its
 rayClusterSpec is the overlay's RayCluster spec: generated here rather than
 copied by hand, and tests check that the committed files are up to date.
 
+KubeRay's default submitter pod (the Kubernetes Job that runs `ray job submit`)
+has no securityContext; each RayJob here brings its own submitterPodTemplate,
+made from the head pod (same image, account and security settings) so that
+every pod of a RayJob is non-root. KubeRay fills in its command and env.
+
     python -m controlplane.kuberay.rayjobs          # rewrite k8s/jobs/*.yaml
     kubectl apply -f k8s/jobs/train-ppo-cartpole.yaml   # no local Ray needed
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -17,7 +23,7 @@ import yaml
 
 from controlplane.kuberay import manifests
 from controlplane.state import REPO_ROOT
-from jobs.common.placement import GROUP_RESOURCES, HEAD_GROUP
+from jobs.common.cluster.placement import GROUP_RESOURCES, HEAD_GROUP
 
 JOBS_DIR = REPO_ROOT / "k8s" / "jobs"
 
@@ -34,13 +40,44 @@ JOBS = {
 }
 
 
+# What `ray job submit` + `ray job logs --follow` need; requests = limits like every pod here.
+SUBMITTER_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
+
+
 def raycluster_spec(overlay: str) -> dict:
     docs = manifests.objects(manifests.render(f"k8s/overlays/{overlay}"))
     return manifests.find(docs, "RayCluster")["spec"]
 
 
+def submitter_pod_template(cluster: dict) -> dict:
+    """The submitter Job's pod, from the head pod's image, ServiceAccount and security settings.
+
+    KubeRay uses this template as given (it adds only the command and env of the first
+    container), as the pod of a batch/v1 Job: restartPolicy must be Never or OnFailure.
+    """
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    container = head["containers"][0]
+    return {
+        "spec": {
+            "restartPolicy": "Never",  # the Job retries with a new pod (KubeRay's backoffLimit 2)
+            "serviceAccountName": head["serviceAccountName"],
+            "automountServiceAccountToken": False,
+            "securityContext": copy.deepcopy(head["securityContext"]),
+            "containers": [
+                {
+                    "name": "ray-job-submitter",
+                    "image": container["image"],
+                    "resources": {"requests": dict(SUBMITTER_RESOURCES), "limits": dict(SUBMITTER_RESOURCES)},
+                    "securityContext": copy.deepcopy(container["securityContext"]),
+                }
+            ],
+        }
+    }
+
+
 def rayjob(name: str) -> dict:
     overlay, entrypoint, deadline = JOBS[name]
+    cluster = raycluster_spec(overlay)
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
@@ -56,7 +93,8 @@ def rayjob(name: str) -> dict:
             "ttlSecondsAfterFinished": 600,
             "activeDeadlineSeconds": deadline,
             "backoffLimit": 2,
-            "rayClusterSpec": raycluster_spec(overlay),
+            "submitterPodTemplate": submitter_pod_template(cluster),
+            "rayClusterSpec": cluster,
         },
     }
 

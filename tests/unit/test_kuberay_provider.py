@@ -34,9 +34,6 @@ class FakeApi:
     def ensure_namespace(self):
         self.calls.append("namespace")
 
-    def ensure_secret(self, name, data):
-        self.calls.append(("secret", name, sorted(data)))
-
     def secret_value(self, name, key):
         return "token-from-kuberay"
 
@@ -56,7 +53,13 @@ def provider(tmp_path, api, **kwargs):
     commands = []
     clock = Clock()
     made = KubeRayProvider(
-        StateDir(tmp_path / ".cluster"), api=api, run=commands.append, clock=clock, sleep=clock.sleep, **kwargs
+        StateDir(tmp_path / ".cluster"),
+        api=api,
+        run=commands.append,
+        clock=clock,
+        sleep=clock.sleep,
+        s3_env_file=tmp_path / "s3-credentials.env",
+        **kwargs,
     )
     made._connect = lambda: commands.append(["<connect>"])  # port-forwards need a real cluster
     return made, commands
@@ -78,10 +81,14 @@ def test_up_runs_the_steps_in_order_and_waits_until_ready(tmp_path, capsys):
     assert commands[0][0] == "helm"
     assert commands[1] == ["kubectl", "apply", "-k", "k8s/overlays/dev"]
     assert commands[-1] == ["<connect>"]
-    assert api.calls == [
-        "namespace",
-        ("secret", "ray-rl-s3-credentials", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]),
+    assert api.calls == ["namespace"]
+    # The overlay's secretGenerator reads the keys from a private file that up writes.
+    env_file = tmp_path / "s3-credentials.env"
+    assert [line.split("=")[0] for line in env_file.read_text().splitlines()] == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
     ]
+    assert env_file.stat().st_mode & 0o777 == 0o600
     out = capsys.readouterr().out
     assert "RayCluster pending" in out and "RayCluster ready" in out
 
@@ -92,6 +99,7 @@ def test_gpu_overlay_creates_no_s3_secret(tmp_path):
     made.up()
     assert api.calls == ["namespace"]
     assert ["kubectl", "apply", "-k", "k8s/overlays/gpu"] in commands
+    assert not (tmp_path / "s3-credentials.env").exists()
 
 
 def test_timeout_names_the_stuck_pod_and_its_events(tmp_path):

@@ -1,22 +1,28 @@
 """k8s/: every overlay renders with kustomize, every object validates (Kubernetes
-schemas in strict mode, KubeRay v1.7.0 CRDs with unknown fields as errors), and
-the rendered objects obey the project's policies."""
+schemas in strict mode, KubeRay v1.7.0 CRDs with unknown fields as errors, and
+the KubeRay v1.7.0 operator's own rules, controlplane/kuberay/operator_rules.py),
+and the rendered objects obey the project's policies."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from controlplane.kuberay import crds, manifests
+from controlplane.errors import ClusterError
+from controlplane.kuberay import crds, manifests, operator_rules
 from tests.conftest import REPO_ROOT
 from tests.unit.test_pins import pins
 
 KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/gpu"]
+RAYJOBS = sorted(path.stem for path in (REPO_ROOT / "k8s" / "jobs").glob("*.yaml"))
 KUBERNETES_VERSION = "1.35.0"
 RAY = pins()["ray"]
 
@@ -32,11 +38,14 @@ def rendered(request):
 
 
 def containers(obj: dict) -> list[tuple[str, dict, dict]]:
-    """(where, pod spec, container) for every container of a workload or RayCluster."""
+    """(where, pod spec, container) for every container of a workload, RayCluster or RayJob."""
     found = []
-    if obj["kind"] == "RayCluster":
-        specs = [("head", obj["spec"]["headGroupSpec"]["template"]["spec"])]
-        specs += [(g["groupName"], g["template"]["spec"]) for g in obj["spec"].get("workerGroupSpecs", [])]
+    if obj["kind"] in ("RayCluster", "RayJob"):
+        cluster = obj["spec"] if obj["kind"] == "RayCluster" else obj["spec"]["rayClusterSpec"]
+        specs = [("head", cluster["headGroupSpec"]["template"]["spec"])]
+        specs += [(g["groupName"], g["template"]["spec"]) for g in cluster.get("workerGroupSpecs", [])]
+        if obj["kind"] == "RayJob":  # KubeRay's own submitter pod has no securityContext: each job brings one
+            specs.append(("submitter", obj["spec"]["submitterPodTemplate"]["spec"]))
     elif obj["kind"] == "Deployment":
         specs = [(obj["metadata"]["name"], obj["spec"]["template"]["spec"])]
     else:
@@ -55,6 +64,14 @@ def test_every_object_validates_against_kubernetes_or_kuberay_schemas(rendered):
             assert crds.validate(obj) == [], f"{path}: {obj['kind']}"
         else:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_ray_object_passes_the_kuberay_operators_own_rules(rendered):
+    path, objects = rendered
+    ray_objects = [obj for obj in objects if obj["kind"] in ("RayCluster", "RayJob")]
+    assert ray_objects
+    for obj in ray_objects:
+        assert operator_rules.validate(obj) == [], path
 
 
 def test_unknown_fields_in_a_raycluster_are_caught():
@@ -110,15 +127,41 @@ def test_worker_group_capacity_published_to_jobs_matches_the_specs(rendered):
         assert json.loads(published) == expected, where
 
 
+def assert_non_root_with_requests_equal_to_limits(obj: dict) -> None:
+    found = containers(obj)
+    assert found or obj["kind"] not in ("RayCluster", "RayJob", "Deployment")
+    for where, pod, container in found:
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
+        resources = container["resources"]
+        assert resources["requests"] == resources["limits"], where
+
+
 def test_pods_are_non_root_with_requests_equal_to_limits(rendered):
     _, objects = rendered
     for obj in objects:
-        for where, pod, container in containers(obj):
-            assert pod["securityContext"]["runAsNonRoot"] is True, where
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
-            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
-            resources = container["resources"]
-            assert resources["requests"] == resources["limits"], where
+        assert_non_root_with_requests_equal_to_limits(obj)
+
+
+@pytest.mark.parametrize("name", RAYJOBS)
+def test_every_rayjob_pod_is_non_root_the_submitter_included(name):
+    job = yaml.safe_load((REPO_ROOT / "k8s" / "jobs" / f"{name}.yaml").read_text())
+    assert_non_root_with_requests_equal_to_limits(job)
+    submitter = job["spec"]["submitterPodTemplate"]["spec"]
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert submitter["securityContext"]["runAsUser"] == 1000
+    assert submitter["containers"][0]["image"] == head["containers"][0]["image"]  # same Ray as the cluster
+    assert submitter["automountServiceAccountToken"] is False
+    # KubeRay runs it as the pod of a batch/v1 Job: valid as one, in strict mode.
+    submitter_job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": job["metadata"]["namespace"]},
+        "spec": {"template": job["spec"]["submitterPodTemplate"]},
+    }
+    kubernetes_validate.validate(submitter_job, KUBERNETES_VERSION, strict=True)
 
 
 def test_dev_shm_is_sized_for_ray(rendered):
@@ -131,11 +174,18 @@ def test_dev_shm_is_sized_for_ray(rendered):
 
 
 def test_no_secret_values_inline_and_no_exposed_dashboard(rendered):
-    _, objects = rendered
-    assert not [obj for obj in objects if obj["kind"] == "Secret"], "Secrets are created by cluster-up, not committed"
+    path, objects = rendered
+    secrets = [obj for obj in objects if obj["kind"] == "Secret"]
+    # The only Secret: the dev overlay's, generated from its git-ignored env file; rendered here
+    # from the committed example, whose values are placeholders.
+    assert [s["metadata"]["name"] for s in secrets] == (["ray-rl-s3-credentials"] if path.endswith("dev") else [])
+    for secret in secrets:
+        values = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        assert set(values) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert all(value.startswith("<written by make cluster-up") for value in values.values()), values.keys()
     for obj in objects:
-        text = json.dumps(obj)
-        assert 'SECRET_ACCESS_KEY": "' not in text.replace(" ", "")
+        text = json.dumps(obj, separators=(",", ":"))
+        assert obj["kind"] == "Secret" or 'SECRET_ACCESS_KEY":"' not in text
         for _, _, container in containers(obj):
             for variable in container.get("env", []):
                 if "KEY" in variable["name"] or "TOKEN" in variable["name"]:
@@ -163,7 +213,13 @@ def test_network_policy_admits_only_ray_pods_and_the_operator():
     assert len(sources) == 2
 
 
-@pytest.mark.parametrize("name", ["train-ppo-cartpole", "train-ppo-halfcheetah", "sweep-cartpole-asha"])
+def test_every_rayjob_is_generated():
+    from controlplane.kuberay import rayjobs
+
+    assert RAYJOBS == sorted(rayjobs.JOBS)
+
+
+@pytest.mark.parametrize("name", RAYJOBS)
 def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
     from controlplane.kuberay import rayjobs
 
@@ -171,6 +227,7 @@ def test_rayjob_manifests_are_generated_from_the_overlays_and_valid(name):
     assert committed == rayjobs.render(name), "k8s/jobs is stale: run python -m controlplane.kuberay.rayjobs"
     job = yaml.safe_load(committed)
     assert crds.validate(job) == []
+    assert operator_rules.validate(job) == []  # the RayJob rules, its rayClusterSpec through the RayCluster ones
     spec = job["spec"]
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 0
@@ -188,3 +245,55 @@ def test_gpu_overlay_keeps_gcs_state_in_redis_with_the_password_by_reference():
     # dev: no Redis; a restarted head starts empty and jobs resume from S3 when resubmitted.
     dev = next(obj for obj in render("k8s/overlays/dev") if obj["kind"] == "RayCluster")
     assert "gcsFaultToleranceOptions" not in dev["spec"]
+
+
+def dev_overlay_copy(tmp_path, env_file: str | None) -> Path:
+    """k8s/ copied under tmp_path, with the dev overlay's credentials file as given (None: absent)."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "k8s", root / "k8s", ignore=shutil.ignore_patterns("s3-credentials.env"))
+    if env_file is not None:
+        (root / "k8s/overlays/dev/s3-credentials.env").write_text(env_file)
+    return root
+
+
+def test_dev_overlay_without_its_credentials_file_fails_naming_the_file(tmp_path):
+    # What a hand-run `kubectl apply -k k8s/overlays/dev` renders first: nothing is applied.
+    with pytest.raises(ClusterError, match=r"k8s/overlays/dev/s3-credentials\.env: no such file or directory"):
+        manifests.kustomize("k8s/overlays/dev", dev_overlay_copy(tmp_path, None))
+    # The overlay itself says what to create, and the example to start from is committed.
+    text = (REPO_ROOT / "k8s/overlays/dev/kustomization.yaml").read_text()
+    assert "cp k8s/overlays/dev/s3-credentials.env.example k8s/overlays/dev/s3-credentials.env" in text
+    assert (REPO_ROOT / "k8s/overlays/dev/s3-credentials.env.example").is_file()
+
+
+def test_dev_overlay_with_a_credentials_file_generates_the_secret_every_pod_reads(tmp_path):
+    root = dev_overlay_copy(tmp_path, "AWS_ACCESS_KEY_ID=rl0123\nAWS_SECRET_ACCESS_KEY=s3cr3t-value\n")
+    objects = manifests.objects(manifests.kustomize("k8s/overlays/dev", root))
+    secret = manifests.find(objects, "Secret", "ray-rl-s3-credentials")
+    assert secret["metadata"]["namespace"] == "ray-rl"  # beside the pods that read it
+    values = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert values == {"AWS_ACCESS_KEY_ID": "rl0123", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    # Every reference to the Secret, in any object of the overlay, names a key the Secret has.
+    references = re.findall(r'"secretKeyRef": \{"key": "(\w+)", "name": "ray-rl-s3-credentials"', json.dumps(objects))
+    assert references and set(references) <= set(values)
+    # SeaweedFS (which needs the keys) runs in the namespace the ConfigMap's endpoint names.
+    seaweedfs = manifests.find(objects, "Deployment", "seaweedfs")
+    assert seaweedfs["metadata"]["namespace"] == "ray-rl"
+    assert ".ray-rl.svc" in manifests.find(objects, "ConfigMap", "ray-rl-s3")["data"]["AWS_ENDPOINT_URL"]
+
+
+def test_dev_overlay_credentials_file_missing_a_key_fails_naming_the_key(tmp_path):
+    root = dev_overlay_copy(tmp_path, "AWS_ACCESS_KEY_ID=rl0123\nAWS_SECRET_KEY=typo\n")
+    with pytest.raises(ClusterError, match=r"data\.AWS_SECRET_ACCESS_KEY` is missing"):
+        manifests.kustomize("k8s/overlays/dev", root)
+
+
+def test_the_credentials_file_is_never_committed_nor_uploaded():
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "k8s/overlays/dev/s3-credentials.env"], cwd=REPO_ROOT, check=False
+    )
+    assert ignored.returncode == 0, "k8s/overlays/dev/s3-credentials.env must be git-ignored"
+    # `ray job submit --working-dir .` honours .gitignore; the image takes jobs/ and the lock only.
+    rules = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    assert rules[0] == "*" and not [rule for rule in rules if rule.startswith("!k8s")]
