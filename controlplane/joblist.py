@@ -12,6 +12,7 @@ from collections import Counter
 
 from controlplane.state import StateDir
 from controlplane.submit import check_jobs_api, load_cluster_env
+from jobs.common.reports.tables import table
 
 
 def describe(entrypoint: str, width: int = 60) -> str:
@@ -32,11 +33,11 @@ def _seconds(start_ms: int | None, end_ms: int | None) -> str:
 
 
 def rows(jobs) -> list[tuple[str, ...]]:
-    table = []
+    listed = []
     for job in sorted(jobs, key=lambda j: j.start_time or 0):
         status = str(getattr(job.status, "value", job.status))
         message = (job.message or "").strip().splitlines()[0][:80] if status == "FAILED" and job.message else ""
-        table.append(
+        listed.append(
             (
                 job.submission_id or job.job_id or "-",
                 status,
@@ -45,7 +46,7 @@ def rows(jobs) -> list[tuple[str, ...]]:
                 message,
             )
         )
-    return table
+    return listed
 
 
 def print_jobs(state_dir: StateDir) -> int:
@@ -54,10 +55,8 @@ def print_jobs(state_dir: StateDir) -> int:
     from ray.job_submission import JobSubmissionClient
 
     jobs = JobSubmissionClient(address).list_jobs()
-    table = [("SUBMISSION ID", "STATUS", "TIME", "ENTRYPOINT", "MESSAGE"), *rows(jobs)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    counts = Counter(row[1] for row in table[1:])
-    print(f"{len(table) - 1} jobs: " + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())))
+    listed = rows(jobs)
+    print(table(("SUBMISSION ID", "STATUS", "TIME", "ENTRYPOINT", "MESSAGE"), listed, rule=False))
+    counts = Counter(row[1] for row in listed)
+    print(f"{len(listed)} jobs: " + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items())))
     return 0

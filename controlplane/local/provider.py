@@ -29,6 +29,7 @@ from controlplane.provider import ClientSettings
 from controlplane.state import StateDir
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
+from jobs.common.reports.tables import table
 
 DEFAULT_BUCKET = "rl-checkpoints"
 STORAGE_PREFIX = "experiments"
@@ -352,12 +353,11 @@ class LocalProvider:
         except Exception as err:  # noqa: BLE001 - shown to the user as is
             _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
             return 1
-        rows = [("GROUP", "STATE", "CPUS", "GPUS", "NODE ID")]
-        for node in sorted(nodes, key=lambda n: (n["group"], n["node_id"])):
-            rows.append((node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12]))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            _say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        rows = [
+            (node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12])
+            for node in sorted(nodes, key=lambda n: (n["group"], n["node_id"]))
+        ]
+        _say(table(("GROUP", "STATE", "CPUS", "GPUS", "NODE ID"), rows, indent="  ", rule=False))
         down = [name for name, ok in health.items() if not ok]
         if down:
             _say(f"DOWN: {', '.join(down)} (run `make cluster-up` to repair)")

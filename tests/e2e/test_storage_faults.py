@@ -18,9 +18,10 @@ import pytest
 
 from controlplane import processes
 from controlplane.local import s3server
-from jobs.common.storage import checkpoints
-from jobs.common.storage import objects as storage
 from jobs.common.errors import StorageError
+from jobs.common.run.state import RunState
+from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import objects as storage
 from tests.e2e.test_faults import record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -95,13 +96,15 @@ def s3(tmp_path, monkeypatch):
         server.stop()
 
 
-FOLDER = f"s3://{BUCKET}/experiments/run"
+RUN = layout.experiment(f"s3://{BUCKET}/experiments", "run")
 
 
 def save(iteration: int) -> str:
-    return checkpoints.save(
-        FakeAlgorithm(f"it{iteration}"), FOLDER, iteration, "env: CartPole-v1\n", {"iteration": iteration}
-    )
+    return checkpoints.save(FakeAlgorithm(f"it{iteration}"), RUN, RunState(iteration=iteration), "env: CartPole-v1\n")
+
+
+def latest() -> RunState:
+    return RunState.from_json(storage.read_bytes(RUN.pointer), RUN.pointer)
 
 
 def stop_server_after(s3: S3Server, monkeypatch, files: int) -> list[str]:
@@ -135,8 +138,8 @@ def test_upload_interrupted_half_way_never_becomes_latest(s3, monkeypatch, tmp_p
     s3.start()
     half = s3.keys_under("experiments/run/checkpoint_000002/")
     assert 0 < len(half) < FILES + 1, half  # really half-written
-    latest = storage.read_latest(f"s3://{BUCKET}/experiments", "run")
-    assert latest["checkpoint"] == first and latest["iteration"] == 1
+    pointer = latest()
+    assert pointer.checkpoint == first and pointer.iteration == 1
     assert len(s3.keys_under("experiments/run/checkpoint_000001/")) == FILES + 1
     record(
         fault="S3 server stopped half-way through an upload (3 of 7 files; 3 s retry budget)",
@@ -170,7 +173,7 @@ def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, caps
     assert "retrying in" in capsys.readouterr().out
     assert len(uploaded) >= FILES + 1
     assert len(s3.keys_under("experiments/run/checkpoint_000002/")) == FILES + 1
-    assert storage.read_latest(f"s3://{BUCKET}/experiments", "run")["checkpoint"] == second
+    assert latest().checkpoint == second
     assert not (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002").exists()
     record(
         fault=f"S3 server stopped for {outage_s:.0f} s mid-upload (stand-alone S3)",
