@@ -1,24 +1,32 @@
-"""Learner throughput, CPU learners vs GPU learners, same workload, one run.
+"""Learner throughput: one PPO update timed by the driver's clock, CPU vs GPU learners.
 
-    .venv/bin/python -m bench.learner_throughput [--experiment jobs/experiments/ppo-halfcheetah.yaml]
+    python -m bench.learner_throughput [--experiment jobs/experiments/ppo-halfcheetah.yaml]
+        [--iterations 10] [--warmup 2] [--cpu-learner-cpus 4] [--set training.train_batch_size=8192 ...]
 
-For each variant (a CPU learner; where CUDA exists: a GPU learner, then with
-bf16 mixed precision, then with torch.compile) it builds the experiment's PPO
-in a local Ray instance, runs --iterations training iterations after one
-warm-up iteration, and reports:
+Samples one update's worth of episodes once (a local env runner with the
+experiment's env and batch), then, for each variant, builds only the learner
+group (one remote learner, as `jobs.train` places it) and calls its
+`update(episodes=...)` --warmup times, then --iterations times, each timed with
+`time.perf_counter()` around the call: episodes shipped to the learner, the
+learner connectors (GAE), every SGD step of every epoch, results back. Every
+variant trains on the very same episodes.
 
-  samples_trained_per_s   train_batch_size x num_epochs / learner update time
-  learner_s_per_iter      the learner update alone
-  wall_s_per_iter         a whole iteration (sampling + learning + weight sync)
+RLlib's own `timers/learner_update_timer` is not used: it is an exponential
+moving average (coefficient 0.01, never reset), so after one slow warm-up
+update it reports mostly the warm-up.
 
-Prints a table and writes bench/out/learner_throughput.json. Without a CUDA
-device it measures the CPU side, says the GPU side was not run, and exits 0.
-Runs unchanged on a GPU machine with the pinned Ray and a CUDA build of torch.
+Variants: a CPU learner on --cpu-learner-cpus cores (its torch threads are read
+inside the learner and reported); where torch.cuda.is_available(): a GPU
+learner, with bf16 (learners.mixed_precision), with torch.compile
+(learners.torch_compile). Prints a table (and the same as markdown) and writes
+bench/out/learner_throughput.json with the date, the device's name and the
+torch, CUDA and Ray versions.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -27,88 +35,247 @@ import sys
 import time
 from pathlib import Path
 
+from bench.common import REPO_ROOT, write_json
+from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.reports.tables import markdown, table
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import load_experiment
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+MIN_ITERATIONS = 5
+COLUMNS = (
+    "variant",
+    "device",
+    "cpus",
+    "threads",
+    "batch",
+    "minibatch",
+    "sgd_steps",
+    "update_s_min",
+    "update_s_median",
+    "ms_per_sgd_step",
+    "samples_trained/s",
+    "vs_cpu",
+)
 
 
-def measure(experiment_path: Path, variant: dict, iterations: int) -> dict:
-    overrides = [f"learners.{key}={json.dumps(value)}" for key, value in variant["learners"].items()]
-    experiment = load_experiment(experiment_path, overrides).experiment
-    algo = build_ppo_config(experiment, use_groups=False).build_algo()
-    total_batch = experiment.training.train_batch_size
-    epochs = algo.config.num_epochs
-    walls, learner_times = [], []
+def cpu_name() -> str:
     try:
-        for index in range(iterations + 1):
-            started = time.perf_counter()
-            result = algo.train()
-            wall = time.perf_counter() - started
-            learner = float(result["timers"]["learner_update_timer"]) if index else None
-            print(f"  {variant['name']}: iteration {index} {'(warm-up) ' if not index else ''}{wall:.2f}s", flush=True)
-            if index:  # the first iteration pays for compilation and CUDA start-up
-                walls.append(wall)
-                learner_times.append(learner)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def variants(cuda: bool, cpu_learner_cpus: int) -> list[dict]:
+    cpu = {"name": "cpu learner", "gpu": False, "learners": {
+        "num_gpus": 0, "num_learners": 1, "num_cpus_per_learner": cpu_learner_cpus,
+        "mixed_precision": False, "torch_compile": False}}  # fmt: skip
+    if not cuda:
+        return [cpu]
+    gpu = {"num_gpus": 1, "mixed_precision": False, "torch_compile": False}
+    return [
+        cpu,
+        {"name": "gpu learner", "gpu": True, "learners": gpu},
+        {"name": "gpu learner + bf16", "gpu": True, "learners": {**gpu, "mixed_precision": True}},
+        {"name": "gpu learner + torch.compile", "gpu": True, "learners": {**gpu, "torch_compile": True}},
+    ]
+
+
+def load(path: Path, overrides: list[str], variant: dict | None = None):
+    learner_keys = [f"learners.{k}={json.dumps(v)}" for k, v in (variant or {}).get("learners", {}).items()]
+    return load_experiment(path, [*overrides, *learner_keys]).experiment
+
+
+def sample_once(experiment) -> tuple[list, dict, float]:
+    """One update's worth of episodes from a local env runner (untrained policy)."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    config = build_ppo_config(experiment, use_groups=False)
+    config.env_runners(num_env_runners=0)  # the local runner makes the env and samples
+    runner = SingleAgentEnvRunner(config=config)
+    started = time.perf_counter()
+    try:
+        episodes = runner.sample(num_timesteps=config.total_train_batch_size, random_actions=False)
+        spaces = runner.get_spaces()
     finally:
-        algo.stop()
-    learner_s = statistics.median(learner_times)
+        runner.stop()
+    return episodes, spaces, time.perf_counter() - started
+
+
+def probe(learner) -> dict:
+    """Runs inside the learner actor: what it really trains with."""
+    import torch
+
+    device = learner.device
+    on_gpu = getattr(device, "type", "cpu") == "cuda"
     return {
-        "variant": variant["name"],
-        "device": variant["device"],
-        "train_batch_size": total_batch,
-        "num_epochs": epochs,
-        "samples_trained_per_s": round(total_batch * epochs / learner_s),
-        "learner_s_per_iter": round(learner_s, 3),
-        "wall_s_per_iter": round(statistics.median(walls), 3),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if on_gpu else cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def measure(experiment, variant: dict, episodes: list, spaces: dict, warmup: int, iterations: int) -> dict:
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    config = build_ppo_config(experiment, use_groups=False)
+    config.validate()
+    group = config.build_learner_group(rl_module_spec=config.get_multi_rl_module_spec(spaces=spaces))
+    samples = sum(len(episode) for episode in episodes)
+    update = {
+        "episodes": episodes,
+        "timesteps": {NUM_ENV_STEPS_SAMPLED_LIFETIME: samples},
+        "num_epochs": config.num_epochs,
+        "minibatch_size": config.minibatch_size,
+        "shuffle_batch_per_epoch": config.shuffle_batch_per_epoch,
+    }
+    times = []
+    try:
+        inside = [result.get() for result in group.foreach_learner(probe)][0]
+        for index in range(warmup + iterations):
+            started = time.perf_counter()
+            group.update(**update)
+            seconds = time.perf_counter() - started
+            label = "warm-up" if index < warmup else "measured"
+            print(f"  {variant['name']}: update {index + 1} ({label}) {seconds:.3f}s", flush=True)
+            if index >= warmup:
+                times.append(seconds)
+    finally:
+        group.shutdown()
+    median = statistics.median(times)
+    minibatches = max(1, config.train_batch_size_per_learner // config.minibatch_size)
+    sgd_steps = minibatches * config.num_epochs
+    return {
+        "variant": variant["name"],
+        "device": inside["device"],
+        "device_name": inside["device_name"],
+        "num_cpus_per_learner": config.num_cpus_per_learner,
+        "torch_threads": inside["torch_threads"],
+        "omp_num_threads": inside["omp_num_threads"],
+        "mixed_precision_bf16": variant["learners"]["mixed_precision"],
+        "torch_compile": variant["learners"]["torch_compile"],
+        "samples_per_update": samples,
+        "minibatch_size": config.minibatch_size,
+        "num_epochs": config.num_epochs,
+        "sgd_steps_per_update": sgd_steps,
+        "warmup_updates": warmup,
+        "update_s": [round(t, 4) for t in times],
+        "update_s_min": round(min(times), 4),
+        "update_s_median": round(median, 4),
+        "ms_per_sgd_step": round(1000 * median / sgd_steps, 2),
+        "samples_trained_per_s": round(samples * config.num_epochs / median),
+    }
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    cpu = next((row for row in rows if row["device"] == "cpu"), None)
+    out = []
+    for row in rows:
+        speedup = f"{cpu['update_s_median'] / row['update_s_median']:.2f}x" if cpu else "n/a"
+        device = row["device_name"] if row["device"] == "cpu" else f"{row['device_name']} ({row['device']})"
+        out.append([
+            row["variant"], device[:40], row["num_cpus_per_learner"], row["torch_threads"],
+            f"{row['samples_per_update']:,}", row["minibatch_size"], row["sgd_steps_per_update"],
+            f"{row['update_s_min']:.3f}", f"{row['update_s_median']:.3f}", f"{row['ms_per_sgd_step']:.1f}",
+            f"{row['samples_trained_per_s']:,}", speedup,
+        ])  # fmt: skip
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.learner_throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", type=Path, default=REPO_ROOT / "jobs/experiments/ppo-halfcheetah.yaml")
-    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument(
+        "--iterations", type=int, default=10, help=f"measured updates per variant (>= {MIN_ITERATIONS})"
+    )
+    parser.add_argument("--warmup", type=int, default=2, help="updates before measuring (compilation, CUDA start-up)")
+    parser.add_argument("--cpu-learner-cpus", type=int, default=4, help="num_cpus_per_learner of the CPU baseline")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the experiment for every variant (repeatable)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "learner_throughput.json")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.iterations < MIN_ITERATIONS:
+        raise UserError(f"--iterations {args.iterations}: at least {MIN_ITERATIONS} measured updates are needed")
+    if args.warmup < 1:
+        raise UserError(f"--warmup {args.warmup}: at least 1 (the first update pays for start-up)")
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.cpu_learner_cpus <= cpus:
+        raise UserError(
+            f"--cpu-learner-cpus {args.cpu_learner_cpus}: this machine has {cpus} CPUs; "
+            f"pass --cpu-learner-cpus {min(cpus, 4)} (the learner would wait for CPUs forever)"
+        )
 
     import ray
     import torch
 
     cuda = torch.cuda.is_available()
-    variants = [{"name": "cpu learner", "device": "cpu", "learners": {"num_gpus": 0, "num_learners": 1}}]
-    if cuda:
-        variants += [
-            {"name": "gpu learner", "device": torch.cuda.get_device_name(0), "learners": {"num_gpus": 1}},
-            {"name": "gpu learner + bf16", "device": torch.cuda.get_device_name(0),
-             "learners": {"num_gpus": 1, "mixed_precision": True}},
-            {"name": "gpu learner + torch.compile", "device": torch.cuda.get_device_name(0),
-             "learners": {"num_gpus": 1, "torch_compile": True}},
-        ]  # fmt: skip
-    ray.init(logging_level="error", include_dashboard=False)
-    rows = []
-    for variant in variants:
-        print(f"{variant['name']} on {variant['device']}", flush=True)
-        rows.append(measure(args.experiment, variant, args.iterations))
-    ray.shutdown()
+    base = load(args.experiment, args.overrides)
+    print(f"{base.env}: sampling one update's batch once with a local env runner", flush=True)
+    episodes, spaces, sample_s = sample_once(base)
+    samples = sum(len(episode) for episode in episodes)
+    print(f"  {samples:,} env steps in {len(episodes)} episode chunks, {sample_s:.1f}s", flush=True)
 
-    header = f"{'variant':<28} {'device':<24} {'samples_trained/s':>17} {'learner_s/iter':>14} {'wall_s/iter':>11}"
-    print("\n" + header + "\n" + "-" * len(header))
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="error")
+    rows, failed = [], []
+    try:
+        for variant in variants(cuda, args.cpu_learner_cpus):
+            experiment = load(args.experiment, args.overrides, variant)
+            print(f"{variant['name']}", flush=True)
+            try:
+                rows.append(measure(experiment, variant, episodes, spaces, args.warmup, args.iterations))
+            except Exception as err:  # one variant failing (say, torch.compile) must not lose the others
+                print(f"  {variant['name']} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                failed.append({"variant": variant["name"], "error": f"{type(err).__name__}: {err}"[:2000]})
+    finally:
+        ray.shutdown()
+
+    print()
+    print(table(COLUMNS, table_rows(rows)))
+    print()
+    print(markdown(COLUMNS, table_rows(rows)))
+    print()
     for row in rows:
-        print(
-            f"{row['variant']:<28} {row['device'][:24]:<24} {row['samples_trained_per_s']:>17,} "
-            f"{row['learner_s_per_iter']:>14} {row['wall_s_per_iter']:>11}"
-        )
+        print(f"{row['variant']}: {row['torch_threads']} torch threads on {row['num_cpus_per_learner']} CPUs.")
+    for failure in failed:
+        print(f"error: {failure['variant']} not measured: {failure['error'].splitlines()[0]}", file=sys.stderr)
     if not cuda:
-        print("\nGPU side not run: no CUDA device here (torch.cuda.is_available() is False).")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "benchmark": "learner_throughput", "experiment": str(args.experiment.relative_to(REPO_ROOT)),
-        "cuda": cuda, "gpu_side_run": cuda, "torch": torch.__version__, "ray": ray.__version__,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "rows": rows,
-    }, indent=2))  # fmt: skip
-    print(f"wrote {os.path.relpath(args.out)}")
-    return 0
+        print("GPU variants not run: no CUDA device here (torch.cuda.is_available() is False).")
+    write_json(
+        args.out,
+        "learner_throughput",
+        datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        rows,
+        experiment=os.path.relpath(args.experiment, REPO_ROOT),
+        overrides=args.overrides,
+        timing="driver perf_counter around LearnerGroup.update(episodes=...), one remote learner; "
+        "min and median over the measured updates, after the warm-up ones",
+        sample_s=round(sample_s, 2),
+        cuda=cuda,
+        gpu_variants_run=cuda,
+        failed_variants=failed,
+        hardware={
+            "cpu": cpu_name(),
+            "cpus": cpus,
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+            "gpus": torch.cuda.device_count() if cuda else 0,
+        },
+        versions={
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if cuda else None,
+            "ray": ray.__version__,
+            "python": platform.python_version(),
+        },
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

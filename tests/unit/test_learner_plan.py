@@ -116,9 +116,13 @@ def test_capacity_round_trips_through_the_environment():
 
 
 def test_speed_options_are_off_by_default_and_reach_ray_when_set():
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+
     default = build_ppo_config(experiment())
     assert default.torch_compile_learner is False
-    assert default.learner_class.__name__ == "PPOTorchLearner"
+    # PPO's own learner, whose torch threads follow its CPUs (jobs/common/rllib/learners.py).
+    assert default.learner_class.__name__ == "ThreadedPPOTorchLearner"
+    assert issubclass(default.learner_class, PPOTorchLearner)
     fast = build_ppo_config(experiment(num_gpus=1, torch_compile=True, mixed_precision=True))
     assert fast.torch_compile_learner is True
     assert fast.learner_class.__name__ == "MixedPrecisionPPOTorchLearner"
@@ -130,6 +134,12 @@ def test_shipped_gpu_experiments_resolve():
 
     cheetah = load_experiment(REPO_ROOT / "jobs/experiments/ppo-halfcheetah.yaml", ["learners.num_gpus=4"]).experiment
     plan = learner_plan(cheetah)
-    assert plan.num_learners == 4 and plan.train_batch_size_per_learner == 16384 // 4
+    assert plan.num_learners == 4 and plan.train_batch_size_per_learner == 65536 // 4
+    assert plan.minibatch_size_per_learner == 16384 // 4
     gpu_cartpole = load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole-gpu.yaml").experiment
-    assert learner_plan(gpu_cartpole).num_learners == 2
+    gpu_plan = learner_plan(gpu_cartpole)
+    assert gpu_plan.num_learners == 2
+    # The same effective minibatch and SGD steps as ppo-cartpole.yaml's one learner.
+    cartpole = learner_plan(load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole.yaml").experiment)
+    assert gpu_plan.minibatch_size == cartpole.minibatch_size
+    assert gpu_plan.minibatches_per_epoch == cartpole.minibatches_per_epoch == 4

@@ -10,6 +10,7 @@ forever; it fails here instead, before submission, naming the groups.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
 from jobs.common.errors import UserError
 
 if TYPE_CHECKING:
-    from jobs.common.rllib.plans import PlacementPlan
+    from jobs.common.rllib.plans import LearnerPlan, PlacementPlan
 
 CAPACITY_ENV_VAR = "RL_WORKER_GROUPS"
 
@@ -103,13 +104,43 @@ def check_fits(plan: PlacementPlan, groups: dict[str, GroupCapacity]) -> None:
             problems.append(
                 f"{_who(name, plan)} need {cpus:g} CPUs in {name}, but it can offer {capacity.describe('CPUs')}"
             )
-        largest = max(runners.num_cpus_per_env_runner if name == CPU_GROUP else 0, learners.num_cpus_per_learner)
-        if largest > capacity.cpus_per_node:
-            problems.append(
-                f"one component needs {largest:g} CPUs, more than a {name} node has ({capacity.cpus_per_node:g})"
-            )
+        sizes = []
+        if name == CPU_GROUP and runners.num_env_runners:
+            sizes.append(("env_runners.num_cpus_per_env_runner", runners.num_cpus_per_env_runner))
+        if learners.group == name and learners.num_learners:
+            sizes.append(("learners.num_cpus_per_learner", learners.num_cpus_per_learner))
+        for key, size in sizes:
+            if size > capacity.cpus_per_node:
+                problems.append(
+                    f"{key} = {size:g}: one component needs {size:g} CPUs, "
+                    f"more than a {name} node has ({capacity.cpus_per_node:g})"
+                )
+    if not problems:
+        problems += _learners_pack(learners, groups)
     if problems:
         raise UserError("the plan does not fit this cluster:\n  - " + "\n  - ".join(problems))
+
+
+def _learners_pack(learners: LearnerPlan, groups: dict[str, GroupCapacity]) -> list[str]:
+    """Each learner needs its CPUs and its GPU on one node: the totals can fit
+    while the nodes cannot (2 nodes x 2 GPUs x 3 CPUs hold 2 learners of 2 CPUs, not 4)."""
+    capacity = groups.get(learners.group) if learners.group else None
+    if capacity is None or not learners.num_learners or not isinstance(learners.num_cpus_per_learner, int):
+        return []
+    per_node = math.floor(capacity.cpus_per_node / learners.num_cpus_per_learner)
+    if learners.num_gpus_per_learner:
+        per_node = min(per_node, math.floor(capacity.gpus_per_node / learners.num_gpus_per_learner))
+    fits = capacity.max_nodes * per_node
+    if learners.num_learners <= fits:
+        return []
+    node = f"{capacity.cpus_per_node:g} CPUs" + (
+        f", {capacity.gpus_per_node:g} GPUs" if learners.num_gpus_per_learner else ""
+    )
+    return [
+        f"{learners.num_learners} learners with learners.num_cpus_per_learner = {learners.num_cpus_per_learner} "
+        f"fit {per_node} to a {learners.group} node ({node}), at most {fits} on its {capacity.max_nodes} node(s): "
+        "use fewer CPUs per learner or fewer learners"
+    ]
 
 
 def _who(group: str, plan: PlacementPlan) -> str:

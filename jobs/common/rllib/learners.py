@@ -1,12 +1,54 @@
-"""Learner variants behind the experiment's speed options."""
+"""Learner variants: torch threads that follow the learner's CPUs, and bf16.
+
+Ray sets OMP_NUM_THREADS to an actor's CPU count only where it is not set
+already, and torch takes its thread count from it: a learner with
+`num_cpus_per_learner: 4` trains on 4 threads on the local and KubeRay
+providers. The cluster launcher (PROVIDER=vm) runs `ray start` with
+`OMP_NUM_THREADS=1` exported (ray/autoscaler/_private/command_runner.py), and
+so would any node whose environment sets it: every learner would train on one
+thread whatever it reserved. So every learner sets torch's threads to the
+CPUs Ray assigned to its actor, before it builds anything.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
 
-class MixedPrecisionPPOTorchLearner(PPOTorchLearner):
+def assigned_cpus() -> int | None:
+    """Whole CPUs Ray assigned to the current actor; None outside an actor (a driver)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    if context.get_actor_id() is None:
+        return None
+    cpus = context.get_assigned_resources().get("CPU")
+    return max(1, math.floor(cpus)) if cpus else None
+
+
+def follow_assigned_cpus() -> int:
+    """Set torch's intra-op threads to the actor's CPUs; returns the threads in use."""
+    cpus = assigned_cpus()
+    if cpus is not None and torch.get_num_threads() != cpus:
+        torch.set_num_threads(cpus)
+    return torch.get_num_threads()
+
+
+class ThreadedPPOTorchLearner(PPOTorchLearner):
+    """PPO's torch learner, training on as many threads as its actor has CPUs
+    (experiment key learners.num_cpus_per_learner)."""
+
+    def build(self) -> None:
+        follow_assigned_cpus()
+        super().build()
+
+
+class MixedPrecisionPPOTorchLearner(ThreadedPPOTorchLearner):
     """PPO's torch learner with the forward pass and loss under bfloat16 autocast.
 
     Weights, optimizer state and gradients stay float32; matmuls run in bf16,

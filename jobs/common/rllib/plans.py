@@ -27,10 +27,26 @@ class LearnerPlan:
     torch_compile: bool
     mixed_precision: bool
     train_batch_size_per_learner: int | None
+    # The experiment's training.minibatch_size is the total per SGD step; Ray's is per
+    # learner. None: left out, Ray's default applies per learner.
+    minibatch_size: int | None = None
+    minibatch_size_per_learner: int | None = None
 
     @property
     def remote(self) -> bool:
         return self.num_learners > 0
+
+    @property
+    def learners(self) -> int:
+        """Learners that share each batch: 0 remote learners means one local learner."""
+        return max(1, self.num_learners)
+
+    @property
+    def minibatches_per_epoch(self) -> int | None:
+        """SGD steps per epoch, the same on every learner and for every learner count."""
+        if self.train_batch_size_per_learner is None or self.minibatch_size_per_learner is None:
+            return None
+        return max(1, self.train_batch_size_per_learner // self.minibatch_size_per_learner)
 
 
 @dataclass(frozen=True)
@@ -47,13 +63,23 @@ class PlacementPlan:
     driver: str = "head"
 
 
+def split_over_learners(key: str, total: int | None, learners: int) -> int | None:
+    """A total over all learners -> each learner's share; it must come out whole."""
+    if total is None:
+        return None
+    if total % learners:
+        raise ValueError(f"{key} ({total}) must divide evenly over {learners} learners")
+    return total // learners
+
+
 def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None = None) -> LearnerPlan:
     """`num_gpus: N` -> N remote learners with one GPU each; 0 -> CPU learners.
 
-    The experiment's train_batch_size is the total per update; Ray 2.60 wants
-    it per learner, so it is split evenly: changing N keeps the effective batch
-    (and so the learning behaviour) the same; each learner computes gradients
-    on its share and they are averaged (DDP) before every step.
+    The experiment's train_batch_size and minibatch_size are totals, over all
+    learners; Ray 2.60 wants both per learner, so both are split evenly. Each
+    learner computes gradients on its share of every minibatch and they are
+    averaged (DDP) before every step: changing N keeps the effective batch, the
+    effective minibatch and the number of SGD steps per epoch the same.
 
     With `gpu_fallback: cpu` on a cluster whose GPU group has no GPUs, the N
     learners keep their place on the GPU group but run on CPU (a stand-in).
@@ -62,18 +88,24 @@ def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None
     gpus = learners.num_gpus
     stand_in = gpus > 0 and learners.gpu_fallback == "cpu" and groups is not None and not has_real_gpus(groups)
     num_learners = gpus if gpus > 0 else learners.num_learners
-    total = experiment.training.train_batch_size
-    if total is not None and total % num_learners:
-        raise ValueError(f"training.train_batch_size ({total}) must divide evenly over {num_learners} learners")
+    on_gpu = gpus > 0 and not stand_in
+    training = experiment.training
     return LearnerPlan(
         num_learners=num_learners,
-        num_gpus_per_learner=1 if gpus > 0 and not stand_in else 0,
-        num_cpus_per_learner=1,
+        num_gpus_per_learner=1 if on_gpu else 0,
+        num_cpus_per_learner=learners.num_cpus_per_learner,
         group=GPU_GROUP if gpus > 0 else CPU_GROUP,
         cpu_stand_in=stand_in,
         torch_compile=learners.torch_compile,
-        mixed_precision=learners.mixed_precision,
-        train_batch_size_per_learner=None if total is None else total // num_learners,
+        # bf16 pays on GPUs only: autocast slows a CPU learner (or a CPU stand-in) down.
+        mixed_precision=learners.mixed_precision and on_gpu,
+        train_batch_size_per_learner=split_over_learners(
+            "training.train_batch_size", training.train_batch_size, num_learners
+        ),
+        minibatch_size=training.minibatch_size,
+        minibatch_size_per_learner=split_over_learners(
+            "training.minibatch_size", training.minibatch_size, num_learners
+        ),
     )
 
 
@@ -88,7 +120,8 @@ def placement_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | No
 def in_process_plan(experiment: Experiment, gpus: float = 0) -> LearnerPlan:
     """A sweep trial: sampling in the local env runner and learning in the
     local learner, all inside the trial's one actor (which Tune places). No
-    remote actors to start makes a small trial seconds cheaper."""
+    remote actors to start makes a small trial seconds cheaper. One learner:
+    it takes the whole batch and the whole minibatch."""
     return LearnerPlan(
         num_learners=0,
         num_gpus_per_learner=1 if gpus > 0 else 0,
@@ -96,6 +129,8 @@ def in_process_plan(experiment: Experiment, gpus: float = 0) -> LearnerPlan:
         group=None,
         cpu_stand_in=False,
         torch_compile=experiment.learners.torch_compile,
-        mixed_precision=experiment.learners.mixed_precision,
+        mixed_precision=experiment.learners.mixed_precision and gpus > 0,
         train_batch_size_per_learner=experiment.training.train_batch_size,
+        minibatch_size=experiment.training.minibatch_size,
+        minibatch_size_per_learner=experiment.training.minibatch_size,
     )

@@ -30,9 +30,13 @@ def build_ppo_config(
         learners = learner_plan(experiment, groups)
     runners = experiment.env_runners
     training = experiment.training.given()
+    # Both are totals in the experiment and per learner in Ray 2.60 (see learner_plan).
     training.pop("train_batch_size", None)
+    training.pop("minibatch_size", None)
     if learners.train_batch_size_per_learner is not None:
         training["train_batch_size_per_learner"] = learners.train_batch_size_per_learner
+    if learners.minibatch_size_per_learner is not None:
+        training["minibatch_size"] = learners.minibatch_size_per_learner
 
     config = (
         PPOConfig()
@@ -68,17 +72,25 @@ def build_ppo_config(
     )
     if learners.torch_compile:
         config.framework(torch_compile_learner=True)
-    if learners.mixed_precision:
-        from jobs.common.rllib.learners import MixedPrecisionPPOTorchLearner
+    from jobs.common.rllib.learners import MixedPrecisionPPOTorchLearner, ThreadedPPOTorchLearner
 
-        config.learners(learner_class=MixedPrecisionPPOTorchLearner)
+    # Torch threads follow the learner's CPUs (learners.py says why Ray alone is not enough).
+    config.learners(
+        learner_class=MixedPrecisionPPOTorchLearner if learners.mixed_precision else ThreadedPPOTorchLearner
+    )
     return config
 
 
 def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCapacity] | None = None) -> dict[str, Any]:
-    """The Ray 2.60 settings that matter, as `--dry-run` prints them."""
+    """The Ray 2.60 settings that matter, as `--dry-run` prints them.
+
+    Batch sizes both ways: Ray's per-learner values and the totals over all
+    learners (the experiment's train_batch_size and minibatch_size), with the
+    SGD steps per epoch that follow, the same for every learner count."""
     plan = placement_plan(experiment, groups)
     model = config.model_config  # a dict once set through rl_module(model_config=...)
+    learners = max(1, config.num_learners)
+    minibatches_per_epoch = max(1, config.train_batch_size_per_learner // config.minibatch_size)
     return {
         "algorithm": "PPO",
         "api_stack": "new (RLModule + Learner, EnvRunner + ConnectorV2)",
@@ -95,6 +107,7 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             "num_learners": config.num_learners,
             "num_gpus_per_learner": config.num_gpus_per_learner,
             "num_cpus_per_learner": config.num_cpus_per_learner,
+            "torch_threads_per_learner": config.num_cpus_per_learner,
             "custom_resources_per_learner": config.custom_resources_per_learner,
             "cpu_stand_in_for_gpus": plan.learners.cpu_stand_in,
             "torch_compile_learner": config.torch_compile_learner,
@@ -106,9 +119,15 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             "lambda_": config.lambda_,
             "train_batch_size_per_learner": config.train_batch_size_per_learner,
             "total_train_batch_size": config.total_train_batch_size,
-            "minibatch_size": config.minibatch_size,
-            "minibatches_per_epoch": max(1, config.train_batch_size_per_learner // config.minibatch_size),
+            # Ray's `minibatch_size` is per learner; the experiment's is the total.
+            "minibatch_size_per_learner": config.minibatch_size,
+            "total_minibatch_size": config.minibatch_size * learners,
+            "minibatch_size_source": "experiment (total, split over learners)"
+            if experiment.training.minibatch_size is not None
+            else "Ray's default (per learner)",
+            "minibatches_per_epoch": minibatches_per_epoch,
             "num_epochs": config.num_epochs,
+            "sgd_steps_per_update": minibatches_per_epoch * config.num_epochs,
             "clip_param": config.clip_param,
             "vf_clip_param": config.vf_clip_param,
             "vf_loss_coeff": config.vf_loss_coeff,

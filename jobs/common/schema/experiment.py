@@ -67,10 +67,14 @@ class Learners(_Section):
 
     num_gpus: int = Field(0, ge=0, le=1024)
     num_learners: int = Field(1, ge=1, le=1024)
+    # CPUs each remote learner reserves; its torch threads follow (a CPU learner
+    # trains on this many cores; a GPU learner uses them for data preparation).
+    num_cpus_per_learner: int = Field(1, ge=1, le=256)
     gpu_fallback: Literal["none", "cpu"] = "none"
     # torch.compile of the learner's forward_train (RLlib's torch_compile_learner).
     torch_compile: bool = False
     # bfloat16 autocast in the learner's forward and loss; weights stay float32.
+    # GPU learners only: CPU learners (and CPU stand-ins) stay float32.
     mixed_precision: bool = False
 
 
@@ -83,6 +87,8 @@ class Training(_Section):
     lambda_: float | None = Field(None, alias="lambda", ge=0.0, le=1.0)
     # Total samples per update, over all learners (Ray: *_per_learner = total / learners).
     train_batch_size: int | None = Field(None, ge=1)
+    # Total samples per SGD step, over all learners: each learner takes total / learners
+    # (Ray's minibatch_size is per learner), so every learner count takes the same steps.
     minibatch_size: int | None = Field(None, ge=1)
     num_epochs: int | None = Field(None, ge=1, le=1000)
     clip_param: float | None = Field(None, gt=0.0)
@@ -212,6 +218,8 @@ LEGACY_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("num_cpus_per_worker",): ("env_runners", "num_cpus_per_env_runner"),
     ("num_gpus",): ("learners", "num_gpus"),
     ("num_learners",): ("learners", "num_learners"),
+    ("num_cpus_per_learner",): ("learners", "num_cpus_per_learner"),
+    ("num_cpus_per_learner_worker",): ("learners", "num_cpus_per_learner"),
     ("lr",): ("training", "lr"),
     ("gamma",): ("training", "gamma"),
     ("lambda",): ("training", "lambda"),
