@@ -209,6 +209,7 @@ class LocalProvider:
         except TimeoutError as err:
             raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
         self._wait_for_nodes(state, env)
+        self._wait_for_jobs_api(state)
 
     def _wait_for_nodes(self, state: dict[str, Any], env: dict[str, str]) -> None:
         """Until every group has an ALIVE node. A worker node that dies or has
@@ -245,6 +246,36 @@ class LocalProvider:
             f"see the logs in {self.state_dir.logs}"
         )
 
+    def _wait_for_jobs_api(self, state: dict[str, Any]) -> None:
+        """Until the Jobs API answers a listing with the token.
+
+        Ray 2.60's dashboard serves the state API (which _wait_for_nodes polls)
+        before its job module, a separate subprocess, is up: on a busy machine a
+        `ray job submit` right after cluster-up found the Jobs API unreachable
+        (seen in CI after a head restart). Ready means ready to take jobs.
+        """
+        import urllib.error
+        import urllib.request
+
+        token = self.state_dir.auth_token.read_text().strip()
+        request = urllib.request.Request(
+            f"{state['dashboard_url']}/api/jobs/", headers={"Authorization": f"Bearer {token}"}
+        )
+        deadline = time.monotonic() + NODE_TIMEOUT_S
+        problem = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    if response.status == 200:
+                        return
+                    problem = f"HTTP {response.status}"
+            except urllib.error.HTTPError as err:
+                problem = f"HTTP {err.code}"
+            except (urllib.error.URLError, OSError) as err:
+                problem = str(err)
+            time.sleep(0.5)
+        raise ClusterError(self._died_message(HEAD_GROUP, f"the Jobs API never answered ({problem})"))
+
     def _died_message(self, name: str, what: str) -> str:
         log = self.state_dir.logs / (f"{name}.log")
         tail = ""
@@ -267,6 +298,7 @@ class LocalProvider:
             if group.name in missing:
                 self._start_node(state, group, env)
         self._wait_for_nodes(state, env)
+        self._wait_for_jobs_api(state)
         self._write_env(state)
         _say(f"repaired: {', '.join(missing)} back")
         self.status()

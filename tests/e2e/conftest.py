@@ -17,6 +17,7 @@ from controlplane import processes
 from controlplane.ports import free_port
 from controlplane.state import StateDir
 from tests.conftest import REPO_ROOT
+from tests.e2e import procfs
 
 
 @dataclass
@@ -77,9 +78,16 @@ def job_id_of(output: str) -> str:
 
 
 # The security scan runs once the bucket, the jobs and the logs hold a full run
-# (training, evaluation, sweeps); the faults kill parts of the shared cluster
-# (a restarted head forgets the job list), so they go last.
-LAST = ("tests/e2e/test_security.py", "tests/e2e/test_faults.py")
+# (training, resume, evaluation, the GPU stand-in, sweeps) and before anything
+# restarts the head (a restarted head forgets every earlier job and its logs):
+# then the faults, then the spine's cluster down/up, and last the independent
+# check that cluster-down leaves nothing behind.
+LAST = (
+    "tests/e2e/test_security.py",
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_local_spine.py::test_cluster_down_stops_everything_and_the_bucket_survives_a_restart",
+    "tests/e2e/test_teardown.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -96,6 +104,8 @@ def cluster(tmp_path_factory):
         "PYTHONUNBUFFERED": "1",
     }
     cluster = Cluster(state=StateDir(root), env=env)
+    # What ran before cluster-up: the teardown test judges what is left against it.
+    cluster.pids_before_up = procfs.pids()
     started = cluster.control("up", timeout=300)
     markers = set()
     try:
@@ -110,7 +120,10 @@ def cluster(tmp_path_factory):
         state = cluster.state.load()
         if state:
             markers.add(state["cluster_id"])
-        cluster.control("down", timeout=120)
-        # Whatever `down` missed, by our marker only: never other Ray processes.
-        for marker in markers:
-            processes.kill_pids(processes.processes_with_marker(marker))
+        down = cluster.control("down", timeout=120)
+        # Whatever `down` missed, by our marker only: never other Ray processes. Then fail
+        # loudly: a down that leaves processes behind is a bug, not something to tidy up.
+        leftovers = [pid for marker in markers for pid in processes.processes_with_marker(marker)]
+        processes.kill_pids(leftovers)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not leftovers, f"cluster-down left processes of the cluster running: {leftovers}"

@@ -4,10 +4,17 @@ brings the missing part back, the run resumes from S3, a crash costs at most
 one checkpoint interval, and no finished trial runs again.
 
 Marked `chaos` (`make test-chaos` runs them all); they run after every other
-e2e module. The head and the mid-training worker kill take 3-4 minutes each,
-so they are also `slow`: out of the default suite, which must fit CI's budget.
+e2e module. The mid-training worker kill takes 3-4 minutes, so it is also
+`slow`: out of the default suite, which must fit CI's budget. The head kill is
+in CI again: it once failed there because a `ray job submit` right after
+cluster-up found the Jobs API not yet serving (Ray 2.60's dashboard starts its
+job module as a separate subprocess, after the state API that cluster-up
+polled); cluster-up now waits until the Jobs API answers with the token.
 With FAULT_REPORT=<file>, each test appends one JSON line (fault, what the run
-did, time to recover, trials/checkpoints lost): bench/faults.py runs them and prints that table.
+did, time to recover, what was lost, the test's result): bench/faults.py runs
+them and prints that table. The row is written whatever happens
+(`fault_row`, a try/finally): what was lost is measured before it is asserted
+on, so a failed test's row shows the measured loss and `FAILED: <assertion>`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import sweep_summary
+from bench.reporting import NOT_MEASURED, append_row, reported_row
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 from tests.e2e.test_sweeps import FIFO, checkpoints_of, prefix_of, read_object, sweep, trial_pointers
@@ -31,13 +40,37 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 RUN = uuid.uuid4().hex[:6]
 SEED_SWEEP = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x num_samples
 PPO = "jobs/experiments/ppo-cartpole.yaml"
+# The faults' sweeps: the seed sweep's 2 x 2 grid once, FIFO, short trials. The point is what
+# survives a dead node or head (finished trials kept, the rest resumed), not learning.
+TRIALS = 4
+SHORT_SWEEP = ("--set", "num_samples=1", "--set", "stop.env_steps=20000", "--set", FIFO)
+
+
+REPORT_VAR = "FAULT_REPORT"
 
 
 def record(**row) -> None:
-    path = os.environ.get("FAULT_REPORT")
-    if path:
-        with open(path, "a") as report:
-            report.write(json.dumps(row) + "\n")
+    """One row for bench/faults.py (fault, outcome, recover_s, lost), tagged with the test's id."""
+    append_row(REPORT_VAR, row)
+
+
+def fault_row(fault: str):
+    """`with fault_row(...) as row:` around a test's body: set row["lost"] (and the rest)
+    as soon as it is measured, before asserting on it; the row is written on failure too."""
+    return reported_row(REPORT_VAR, fault=fault, outcome="-", recover_s=None, lost=NOT_MEASURED)
+
+
+def sweep_loss(name: str, lines: list[str], total: int, rerun: int) -> str:
+    """What a sweep lost to a fault: finished trials that ran again, trials that never finished."""
+    summary = sweep_summary(lines, name)
+    if summary is None:
+        return f"{rerun} finished trials re-run; no summary line: 0 of {total} trials known to have finished"
+    done = summary.count("finished") + summary.count("stopped early")
+    return f"{rerun} finished trials re-run; {total - done} of {total} trials unfinished"
+
+
+def all_finished(name: str) -> str:
+    return f"sweep {name}: {TRIALS} of {TRIALS} trials {TRIALS} finished"
 
 
 def session_of(pid: int) -> int:
@@ -101,6 +134,9 @@ def finished_unchanged(cluster, name: str, before: dict, checkpoints_before: dic
     for trial_id, pointer in before.items():
         if not pointer["finished"]:
             continue
+        if trial_id not in after:  # its pointer is gone: count it as lost
+            again += 1
+            continue
         same = (after[trial_id]["iteration"], after[trial_id]["checkpoint"]) == (
             pointer["iteration"],
             pointer["checkpoint"],
@@ -112,118 +148,128 @@ def finished_unchanged(cluster, name: str, before: dict, checkpoints_before: dic
 
 def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
     name = f"chaos-worker-{RUN}"
-    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
-    submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = job_id_of(submitted.stdout)
-    wait_for_trials_done(cluster, job_id, total=8, at_least=2)
-    before = trial_pointers(cluster, name)
-    checkpoints_before = {t: checkpoints_of(cluster, name, t) for t, p in before.items() if p["finished"]}
+    args = ("--name", name, *SHORT_SWEEP)
+    with fault_row(f"cpu-workers raylet killed mid-sweep ({TRIALS} trials)") as row:
+        submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        job_id = job_id_of(submitted.stdout)
+        wait_for_trials_done(cluster, job_id, total=TRIALS, at_least=1)
+        before = trial_pointers(cluster, name)
+        checkpoints_before = {t: checkpoints_of(cluster, name, t) for t, p in before.items() if p["finished"]}
 
-    killed_at = time.monotonic()
-    os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)
-    time.sleep(3)
-    repaired = cluster.control("up", timeout=300)
-    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+        killed_at = time.monotonic()
+        os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)
+        time.sleep(3)
+        repaired = cluster.control("up", timeout=300)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+        row["outcome"] = "cluster-up repaired the node"
 
-    assert wait_for_job(cluster, job_id) == "SUCCEEDED", cluster.jobs().get_job_logs(job_id)[-4000:]
-    recovered_s = time.monotonic() - killed_at
-    lines = ours(cluster.jobs().get_job_logs(job_id).splitlines())
-    assert any(line.startswith(f"sweep {name}: 8 of 8 trials 8 finished") for line in lines), lines[-15:]
-    again = finished_unchanged(cluster, name, before, checkpoints_before)
-    assert again == 0
-    record(
-        fault="cpu-workers raylet killed mid-sweep (8 trials)",
-        outcome="cluster-up repaired the node; failed trials retried from their checkpoints; sweep finished",
-        recover_s=round(recovered_s, 1),
-        lost=f"{again} finished trials re-run",
-    )
+        status = wait_for_job(cluster, job_id)
+        recovered_s = time.monotonic() - killed_at
+        logs = cluster.jobs().get_job_logs(job_id)
+        lines = ours(logs.splitlines())
+        again = finished_unchanged(cluster, name, before, checkpoints_before)
+        row.update(
+            outcome=f"cluster-up repaired the node; failed trials retried from their checkpoints; job {status.lower()}",
+            recover_s=round(recovered_s, 1),
+            lost=sweep_loss(name, lines, total=TRIALS, rerun=again),
+        )
+        assert status == "SUCCEEDED", logs[-4000:]
+        assert any(line.startswith(f"sweep {name}: {TRIALS} of {TRIALS} trials {TRIALS} finished") for line in lines), (
+            lines[-15:]
+        )
+        assert again == 0
 
 
-@pytest.mark.slow
 def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster):
     name = f"chaos-head-{RUN}"
-    args = ("--name", name, "--set", "num_samples=2", "--set", "stop.env_steps=30000", "--set", FIFO)
-    submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = job_id_of(submitted.stdout)
-    wait_for_trials_done(cluster, job_id, total=8, at_least=3)
-    before = trial_pointers(cluster, name)
-    finished_before = [t for t, p in before.items() if p["finished"]]
-    checkpoints_before = {t: checkpoints_of(cluster, name, t) for t in finished_before}
+    args = ("--name", name, *SHORT_SWEEP)
+    with fault_row("head killed mid-sweep (GCS and the driver gone)") as row:
+        submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        job_id = job_id_of(submitted.stdout)
+        wait_for_trials_done(cluster, job_id, total=TRIALS, at_least=2)
+        before = trial_pointers(cluster, name)
+        finished_before = [t for t, p in before.items() if p["finished"]]
+        checkpoints_before = {t: checkpoints_of(cluster, name, t) for t in finished_before}
 
-    killed_at = time.monotonic()
-    os.killpg(cluster.state.load()["pids"]["head"], signal.SIGKILL)  # GCS, dashboard, the job's driver
-    up = cluster.control("up", timeout=300)
-    assert up.returncode == 0, up.stdout + up.stderr
-    cluster.markers.add(cluster.state.load()["cluster_id"])
-    resumed = sweep(cluster, *args, config=SEED_SWEEP)
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:] + up.stdout + head_logs(cluster)
-    recovered_s = time.monotonic() - killed_at
-    lines = ours(job_lines(resumed.stdout))
-    assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
-    assert any(line.startswith(f"sweep {name}: 8 of 8 trials 8 finished") for line in lines), lines[-15:]
-    again = finished_unchanged(cluster, name, before, checkpoints_before)
-    assert again == 0
-    record(
-        fault="head killed mid-sweep (GCS and the driver gone)",
-        outcome=f"cluster-up restarted the cluster; resubmitted sweep resumed with {len(finished_before)} "
-        "finished trials kept",
-        recover_s=round(recovered_s, 1),
-        lost=f"{again} finished trials re-run",
-    )
+        killed_at = time.monotonic()
+        os.killpg(cluster.state.load()["pids"]["head"], signal.SIGKILL)  # GCS, dashboard, the job's driver
+        up = cluster.control("up", timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        row["outcome"] = "cluster-up restarted the cluster"
+        cluster.markers.add(cluster.state.load()["cluster_id"])
+        resumed = sweep(cluster, *args, config=SEED_SWEEP)
+        recovered_s = time.monotonic() - killed_at
+        lines = ours(job_lines(resumed.stdout))
+        again = finished_unchanged(cluster, name, before, checkpoints_before)
+        row.update(
+            outcome=f"cluster-up restarted the cluster; resubmitted sweep exited {resumed.returncode} with "
+            f"{len(finished_before)} trials finished before the kill",
+            recover_s=round(recovered_s, 1),
+            lost=sweep_loss(name, lines, total=TRIALS, rerun=again),
+        )
+        assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:] + up.stdout + head_logs(cluster)
+        assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
+        assert any(line.startswith(f"sweep {name}: {TRIALS} of {TRIALS} trials {TRIALS} finished") for line in lines), (
+            lines[-15:]
+        )
+        assert again == 0
 
 
 @pytest.mark.slow
 def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoint(cluster):
     name = f"chaos-train-{RUN}"
     args = ("--name", name, "--set", "checkpoint.every_n_iterations=2", "--set", "stop.env_steps=400000")
-    submitted = cluster.control(
-        "submit",
-        "--no-wait",
-        "--",
-        "python",
-        "-m",
-        "jobs.train",
-        "--config",
-        "jobs/experiments/ppo-cartpole.yaml",
-        *args,
-    )
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = job_id_of(submitted.stdout)
-    latest_key = prefix_of(cluster, name) + "latest.json"
-    wait_for_checkpoint(cluster, name, iteration=4)
+    with fault_row("cpu-workers raylet killed mid-training (env runner and learner)") as row:
+        submitted = cluster.control(
+            "submit",
+            "--no-wait",
+            "--",
+            "python",
+            "-m",
+            "jobs.train",
+            "--config",
+            "jobs/experiments/ppo-cartpole.yaml",
+            *args,
+        )
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        job_id = job_id_of(submitted.stdout)
+        latest_key = prefix_of(cluster, name) + "latest.json"
+        wait_for_checkpoint(cluster, name, iteration=4)
 
-    killed_at = time.monotonic()
-    os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)  # the env runner and the learner
-    status = wait_for_job(cluster, job_id, timeout=600)
-    latest = json.loads(read_object(cluster, latest_key))  # the newest complete checkpoint
-    # Iterations the killed run finished after its last checkpoint: what the crash cost.
-    reached = max(int(n) for n in re.findall(r"^iter\s+(\d+)", cluster.jobs().get_job_logs(job_id), re.M))
-    lost_iterations = reached - latest["iteration"]
-    assert 0 <= lost_iterations <= 2, (reached, latest["iteration"])  # at most one checkpoint interval
-    repaired = cluster.control("up", timeout=300)
-    assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
-    resumed = cluster.control(
-        "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml", *args
-    )
-    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
-    recovered_s = time.monotonic() - killed_at
-    lines = ours(job_lines(resumed.stdout))
-    assert lines[0] == f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", lines[:3]
-    first_iteration = int(
-        re.search(r"^iter\s+(\d+)", next(line for line in lines if line.startswith("iter "))).group(1)
-    )
-    assert first_iteration == latest["iteration"] + 1
-    assert lines[-1].startswith("checkpoint: s3://")
-    record(
-        fault="cpu-workers raylet killed mid-training (env runner and learner)",
-        outcome=f"job {status.lower()}; cluster-up repaired the node; resubmitted run resumed at iteration "
-        f"{latest['iteration']}",
-        recover_s=round(recovered_s, 1),
-        lost=f"{lost_iterations} iterations since the last checkpoint (interval 2)",
-    )
+        killed_at = time.monotonic()
+        os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)  # the env runner and the learner
+        status = wait_for_job(cluster, job_id, timeout=600)
+        latest = json.loads(read_object(cluster, latest_key))  # the newest complete checkpoint
+        # Iterations the killed run finished after its last checkpoint: what the crash cost.
+        reached = max(int(n) for n in re.findall(r"^iter\s+(\d+)", cluster.jobs().get_job_logs(job_id), re.M))
+        lost_iterations = reached - latest["iteration"]
+        row.update(
+            outcome=f"job {status.lower()}",
+            lost=f"{lost_iterations} iterations since the last checkpoint (interval 2)",
+        )
+        assert 0 <= lost_iterations <= 2, (reached, latest["iteration"])  # at most one checkpoint interval
+        repaired = cluster.control("up", timeout=300)
+        assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+        row["outcome"] = f"job {status.lower()}; cluster-up repaired the node"
+        resumed = cluster.control(
+            "submit", "--", "python", "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole.yaml", *args
+        )
+        recovered_s = time.monotonic() - killed_at
+        lines = ours(job_lines(resumed.stdout))
+        iterations = [int(m.group(1)) for line in lines if (m := re.match(r"^iter\s+(\d+)", line))]
+        first_iteration = iterations[0] if iterations else None
+        row.update(
+            outcome=f"job {status.lower()}; cluster-up repaired the node; resubmitted run exited "
+            f"{resumed.returncode}, first iteration {first_iteration} after checkpoint {latest['iteration']}",
+            recover_s=round(recovered_s, 1),
+        )
+        assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+        assert lines[0] == f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", lines[:3]
+        assert first_iteration == latest["iteration"] + 1
+        assert lines[-1].startswith("checkpoint: s3://")
 
 
 def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
@@ -238,44 +284,49 @@ def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
         "--set",
         "stop.env_steps=50000",
     )
-    submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", "--config", PPO, *args)
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = job_id_of(submitted.stdout)
-    prefix = prefix_of(cluster, name)
-    latest = wait_for_checkpoint(cluster, name, iteration=2)
-    objects_per_checkpoint = len([k for k in cluster.keys(latest_prefix(cluster, latest)) if not k.endswith("/")])
-
     outage_s = 30.0
-    killed_at = time.monotonic()
-    os.killpg(cluster.state.load()["pids"]["s3"], signal.SIGKILL)
-    time.sleep(outage_s)
-    repaired = cluster.control("up", timeout=300)
-    assert repaired.returncode == 0 and "repaired: s3 back" in repaired.stdout, repaired.stdout + repaired.stderr
+    with fault_row(f"S3 server killed for {outage_s:.0f} s mid-training (checkpoint every 2 iterations)") as row:
+        submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", "--config", PPO, *args)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        job_id = job_id_of(submitted.stdout)
+        prefix = prefix_of(cluster, name)
+        latest = wait_for_checkpoint(cluster, name, iteration=2)
+        objects_per_checkpoint = len([k for k in cluster.keys(latest_prefix(cluster, latest)) if not k.endswith("/")])
 
-    status = wait_for_job(cluster, job_id, timeout=600)
-    logs = cluster.jobs().get_job_logs(job_id)
-    assert status == "SUCCEEDED", logs[-4000:]
-    recovered_s = time.monotonic() - killed_at
-    retries = [line for line in ours(logs.splitlines()) if line.startswith("storage: ") and "retrying in" in line]
-    assert retries, "the outage should have hit a checkpoint write"
-    final = json.loads(read_object(cluster, prefix + "latest.json"))
-    assert final["finished"] and final["checkpoint"].endswith(f"checkpoint_{final['iteration']:06d}")
-    # Every checkpoint in the bucket is complete: same objects as the one written before the outage.
-    folders = {k[len(prefix) :].split("/")[0] for k in cluster.keys(prefix) if "/checkpoint_" in k}
-    for folder in folders:
-        objects = [k for k in cluster.keys(prefix + folder + "/") if not k.endswith("/")]
-        assert len(objects) == objects_per_checkpoint, (folder, objects)
-    expected = {f"checkpoint_{i:06d}" for i in range(2, final["iteration"] + 1, 2)} | {
-        f"checkpoint_{final['iteration']:06d}"
-    }
-    assert folders == expected
-    record(
-        fault=f"S3 server killed for {outage_s:.0f} s mid-training (checkpoint every 2 iterations)",
-        outcome=f"checkpoint upload retried ({len(retries)} retry lines); cluster-up restarted S3; "
-        f"run finished at iteration {final['iteration']}",
-        recover_s=round(recovered_s, 1),
-        lost=f"{len(expected - folders)} checkpoints",
-    )
+        killed_at = time.monotonic()
+        os.killpg(cluster.state.load()["pids"]["s3"], signal.SIGKILL)
+        time.sleep(outage_s)
+        repaired = cluster.control("up", timeout=300)
+        assert repaired.returncode == 0 and "repaired: s3 back" in repaired.stdout, repaired.stdout + repaired.stderr
+        row["outcome"] = "cluster-up restarted S3"
+
+        status = wait_for_job(cluster, job_id, timeout=600)
+        logs = cluster.jobs().get_job_logs(job_id)
+        recovered_s = time.monotonic() - killed_at
+        retries = [line for line in ours(logs.splitlines()) if line.startswith("storage: ") and "retrying in" in line]
+        final = json.loads(read_object(cluster, prefix + "latest.json"))
+        # Every checkpoint in the bucket is complete: same objects as the one written before the outage.
+        folders = {k[len(prefix) :].split("/")[0] for k in cluster.keys(prefix) if "/checkpoint_" in k}
+        short = {}
+        for folder in folders:
+            objects = [k for k in cluster.keys(prefix + folder + "/") if not k.endswith("/")]
+            if len(objects) != objects_per_checkpoint:
+                short[folder] = objects_per_checkpoint - len(objects)
+        expected = {f"checkpoint_{i:06d}" for i in range(2, final["iteration"] + 1, 2)} | {
+            f"checkpoint_{final['iteration']:06d}"
+        }
+        missing = expected - folders
+        row.update(
+            outcome=f"checkpoint upload retried ({len(retries)} retry lines); cluster-up restarted S3; job "
+            f"{status.lower()} at iteration {final['iteration']}",
+            recover_s=round(recovered_s, 1),
+            lost=f"{len(missing)} checkpoints missing, {len(short)} incomplete ({sum(short.values())} objects short)",
+        )
+        assert status == "SUCCEEDED", logs[-4000:]
+        assert retries, "the outage should have hit a checkpoint write"
+        assert final["finished"] and final["checkpoint"].endswith(f"checkpoint_{final['iteration']:06d}")
+        assert not short, short
+        assert folders == expected
 
 
 def wait_for_checkpoint(cluster, name: str, iteration: int, timeout: float = 600) -> dict:

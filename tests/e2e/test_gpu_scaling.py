@@ -1,6 +1,8 @@
-"""GPU-scaled training on the local cluster (no GPU here): the capacity check
+"""GPU-scaled training on the local cluster. Without GPUs: the capacity check
 refuses GPU learners before submission, and the explicit CPU stand-in runs
-the same placement (learners on the GPU group, env runners on the CPU group)."""
+the same placement (learners on the GPU group, env runners on the CPU group).
+On a machine with GPUs the stand-in is never used: those tests are skipped,
+saying so, and the plan is checked to use the real GPUs instead."""
 
 from __future__ import annotations
 
@@ -10,14 +12,18 @@ import uuid
 
 import pytest
 
+from controlplane.local.groups import detect_gpus
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 
 pytestmark = pytest.mark.e2e
 
 RUN = uuid.uuid4().hex[:6]
+GPUS = detect_gpus()
+needs_no_gpus = pytest.mark.skipif(GPUS > 0, reason=f"{GPUS} real GPUs here: the CPU stand-in is never used")
 
 
+@needs_no_gpus
 def test_gpus_without_gpus_fail_before_submission_with_the_capacity_message(cluster):
     before = len(cluster.jobs().list_jobs())
     result = cluster.train("--num-gpus", "1")
@@ -41,15 +47,21 @@ def test_dry_run_checks_against_the_cluster_capacity(cluster):
          "--gpu-fallback", "cpu"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    if GPUS == 1:
+        assert dry.returncode != 0 and "can offer at most 1 GPUs" in dry.stderr, dry.stderr
+        return
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert plan["ray"]["learners"]["num_learners"] == 2
-    assert plan["ray"]["learners"]["cpu_stand_in_for_gpus"] is True
+    # The stand-in only where the GPU group has no GPUs; real GPU learners where it has them.
+    assert plan["ray"]["learners"]["cpu_stand_in_for_gpus"] is (GPUS == 0)
+    assert plan["ray"]["learners"]["num_gpus_per_learner"] == (0 if GPUS == 0 else 1)
     assert plan["ray"]["learners"]["custom_resources_per_learner"] == {"gpu_group": 0.001}
     assert plan["ray"]["training"]["train_batch_size_per_learner"] == 1000
-    assert plan["cluster_capacity"]["gpu-workers"]["gpus_per_node"] == 0
+    assert plan["cluster_capacity"]["gpu-workers"]["gpus_per_node"] == GPUS
 
 
+@needs_no_gpus
 def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(cluster):
     name = f"stand-in-{RUN}"
     result = cluster.train("--gpu-fallback", "cpu", "--name", name, config="jobs/experiments/ppo-cartpole-gpu.yaml")

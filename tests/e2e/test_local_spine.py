@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from controlplane import processes
+from controlplane.local.groups import detect_gpus
 from tests.conftest import CARTPOLE, REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import env_steps_of, job_lines, ours
@@ -42,8 +43,8 @@ def test_cluster_up_starts_a_head_a_cpu_group_and_a_gpu_group(cluster):
     assert set(rows) == {"head", "cpu-workers", "gpu-workers"}
     assert rows["head"][2] == "0", "the head must take no training work (0 CPUs)"
     assert float(rows["cpu-workers"][2]) >= 2
-    # No GPU on this machine: the GPU group is up, with no pretend GPUs.
-    assert rows["gpu-workers"][3] == "0"
+    # The GPU group is up with the GPUs nvidia-smi lists: none on a CPU-only machine, never pretend ones.
+    assert rows["gpu-workers"][3] == str(detect_gpus())
     assert "S3: http://127.0.0.1:" in status.stdout
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from controlplane import processes
+from controlplane.local.groups import detect_gpus
 from tests.conftest import REPO_ROOT
+from tests.e2e.procfs import is_loopback, listening_sockets
 
 pytestmark = pytest.mark.e2e
 
@@ -70,50 +72,6 @@ def test_ray_job_submit_needs_the_token(cluster, tmp_path):
 # ---------------------------------------------------------------- listening sockets
 
 
-def _inodes_of(pids: list[int]) -> dict[str, int]:
-    owners = {}
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                owners[link[8:-1]] = pid
-    return owners
-
-
-def _address(hex_address: str, v6: bool) -> str:
-    raw = bytes.fromhex(hex_address)
-    if not v6:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
-
-
-def listening_sockets(pids: list[int]) -> list[tuple[str, int, int, str]]:
-    """(address, port, pid, command line) of every listening TCP socket of these processes."""
-    owners = _inodes_of(pids)
-    found = []
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A" or fields[9] not in owners:  # 0A: LISTEN
-                continue
-            hex_address, hex_port = fields[1].split(":")
-            pid = owners[fields[9]]
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            found.append((_address(hex_address, v6), int(hex_port, 16), pid, command))
-    return found
-
-
-def is_loopback(address: str) -> bool:
-    return address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
-
-
 def test_dashboard_and_every_s3_port_listen_on_127_0_0_1_only(cluster):
     state = cluster.state.load()
     sockets = listening_sockets(processes.processes_with_marker(state["cluster_id"]))
@@ -156,48 +114,64 @@ def secrets_of(cluster) -> dict[str, bytes]:
     return {"S3 secret key": env["AWS_SECRET_ACCESS_KEY"].encode(), "Ray token": token_of(cluster).encode()}
 
 
-def test_no_secret_in_any_object_job_record_job_log_or_state_file(cluster):
+def find_secrets(cluster, secrets: dict[str, bytes]) -> list[str]:
+    """Every place one of `secrets` is found: objects in the bucket, job records
+    (metadata, runtime_env, entrypoint) and logs of every job the head knows,
+    and every file in the state folder and Ray's temp folder (Ray's own logs,
+    the job drivers' logs among them), but the secrets' own 0600 files."""
     env = cluster.client_env()
-    secrets = secrets_of(cluster)
+    found = []
     s3 = cluster.s3()
-    keys = cluster.keys()
-    assert any("/trials/" in key for key in keys), "expected a full run (train and sweeps) in the bucket"
-    for key in keys:
+    for key in cluster.keys():
         body = s3.get_object(Bucket=env["RL_BUCKET"], Key=key)["Body"].read()
-        for what, secret in secrets.items():
-            assert secret not in body, f"{what} found in s3://{env['RL_BUCKET']}/{key}"
-
+        found += [f"{what} in s3://{env['RL_BUCKET']}/{key}" for what, secret in secrets.items() if secret in body]
     client = cluster.jobs()
-    # The jobs since the cluster's last restart (the spine's cluster-down test restarts it): sweeps,
-    # their evaluation, a plain submit. A restarted head forgets older jobs and their logs.
-    jobs = client.list_jobs()
-    assert len(jobs) >= 4
-    entrypoints = " ".join(job.entrypoint for job in jobs)
-    assert "jobs.sweep" in entrypoints and "jobs.evaluate" in entrypoints
-    for job in jobs:
-        record = repr(job).encode()  # metadata, runtime_env, entrypoint
+    for job in client.list_jobs():
+        record = repr(job).encode()
         logs = client.get_job_logs(job.submission_id).encode()
-        for what, secret in secrets.items():
-            assert secret not in record, f"{what} in job record {job.submission_id}"
-            assert secret not in logs, f"{what} in logs of {job.submission_id}"
-
-    # The state folder, Ray's logs under it included. The secrets' own files
-    # (0600) and the env file clients source are where they are meant to be.
+        found += [f"{what} in job record {job.submission_id}" for what, secret in secrets.items() if secret in record]
+        found += [f"{what} in job logs {job.submission_id}" for what, secret in secrets.items() if secret in logs]
     root = cluster.state.root
-    own = {cluster.state.env_file, cluster.state.auth_token, root / "s3-credentials.json"}
-    for path in own:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     ray_dir = Path(os.path.realpath(cluster.state.ray_link))
-    scanned = 0
     for folder in (root, ray_dir):
         for path in folder.rglob("*"):
-            if path in own or not path.is_file() or path.is_symlink() or path.is_relative_to(cluster.state.s3_data):
+            if path in own_secret_files(cluster) or path.is_relative_to(cluster.state.s3_data):
+                continue
+            if not path.is_file() or path.is_symlink():
                 continue
             data = path.read_bytes()
-            scanned += 1
-            for what, secret in secrets.items():
-                assert secret not in data, f"{what} found in {path}"
-    assert scanned > 20
+            found += [f"{what} in file {path}" for what, secret in secrets.items() if secret in data]
+    return found
+
+
+def own_secret_files(cluster) -> set[Path]:
+    root = cluster.state.root
+    return {cluster.state.env_file, cluster.state.auth_token, root / "s3-credentials.json"}
+
+
+def test_no_secret_in_any_object_job_record_job_log_or_state_file(cluster):
+    # Runs before the faults and the down/up test (tests/e2e/conftest.py): the head still
+    # knows every job of this test run, training, resume and evaluation included.
+    entrypoints = " ".join(job.entrypoint for job in cluster.jobs().list_jobs())
+    expected = ["jobs.train", "jobs.evaluate", "jobs.sweep"] + (["--gpu-fallback cpu"] if not detect_gpus() else [])
+    for module in expected:
+        assert module in entrypoints, f"expected a full run before the scan: no {module} job"
+    assert any("/trials/" in key for key in cluster.keys()), "expected a full run (train and sweeps) in the bucket"
+    for path in own_secret_files(cluster):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert find_secrets(cluster, secrets_of(cluster)) == []
+
+
+def test_the_scan_finds_a_secret_planted_in_a_training_jobs_output(cluster):
+    """The scan above can fail: a training job that prints a (pretend) secret is caught
+    in its job logs, in Ray's logs and in the bucket (its name is in experiment.yaml)."""
+    planted = f"planted-{os.urandom(6).hex()}"
+    result = cluster.train("--name", planted, "--set", "stop.iterations=1", "--set", "stop.episode_return_mean=null")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    found = find_secrets(cluster, {"planted": planted.encode()})
+    assert any(place.startswith("planted in job logs") for place in found), found
+    assert any(place.startswith("planted in file") and "job-driver-" in place for place in found), found
+    assert any(place.startswith("planted in s3://") for place in found), found
 
 
 def test_repository_files_hold_no_secret(cluster):

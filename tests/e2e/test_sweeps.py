@@ -8,7 +8,10 @@ Shares the session's cluster (tests/e2e/conftest.py) with the other e2e files.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -47,17 +50,17 @@ def read_object(cluster, key: str) -> bytes:
 # ---------------------------------------------------------------- a small ASHA sweep
 
 
-def test_small_asha_sweep_finishes_with_report_and_checkpoints_in_s3(cluster):
+def test_seed_sweep_as_shipped_stops_laggards_with_asha_and_reports_the_best(cluster):
     name = f"e2e-asha-{RUN}"
-    # The shipped ASHA sweep, one sample per grid point: 6 trials.
-    result = sweep(cluster, "--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=20000")
+    # The shipped seed sweep (ASHA at 5, 15 and 45 iterations), two samples per grid point: 8 trials.
+    result = sweep(cluster, "--name", name, "--set", "num_samples=2", config="jobs/sweeps/cartpole-seed.yaml")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     lines = ours(job_lines(result.stdout))
     assert re.match(r"^report: s3://\S+/report$", lines[-2]), lines[-6:]
     assert re.match(r"^best_checkpoint: s3://\S+/trials/\w+/checkpoint_\d{6}$", lines[-1]), lines[-6:]
-    assert any(re.search(r"trials \d+/6 done \| \d+ running \| \d+ pending", line) for line in lines)
-    assert any(line.startswith("sweep " + name + ": 6 of 6 trials") for line in lines)
+    assert any(re.search(r"trials \d+/8 done \| \d+ running \| \d+ pending", line) for line in lines)
+    assert any(line.startswith("sweep " + name + ": 8 of 8 trials") for line in lines)
 
     keys = cluster.keys(prefix_of(cluster, name))
     tune = [k for k in keys if "/tune/" in k]
@@ -68,11 +71,31 @@ def test_small_asha_sweep_finishes_with_report_and_checkpoints_in_s3(cluster):
     report = prefix_of(cluster, name) + "report/"
     for file in ("trials.csv", "learning_curves.png", "summary.txt", "best.json"):
         assert report + file in keys, file
-    rows = read_object(cluster, report + "trials.csv").decode().strip().splitlines()
-    assert len(rows) == 1 + 6, rows
-    assert rows[0].startswith("rank,trial_id,outcome,model.fcnet_hiddens,model.fcnet_activation,training.lr")
+    table = list(csv.DictReader(io.StringIO(read_object(cluster, report + "trials.csv").decode())))
+    assert len(table) == 8, table
+    assert list(table[0])[:6] == ["rank", "trial_id", "outcome", "model.fcnet_hiddens", "model.fcnet_activation",
+                                  "training.lr"]  # fmt: skip
     assert read_object(cluster, report + "learning_curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # ASHA really cut trials short: below the top third at a rung, before their own stop criterion.
+    early = [row for row in table if row["outcome"] == "stopped early"]
+    assert early, [(row["trial_id"], row["outcome"], row["iterations"]) for row in table]
+    assert all(not row["stop_reason"] and int(row["iterations"]) < 60 for row in early), early
+
+    # best.json is the best row of trials.csv by the sweep's own ranking: fewest env steps to 195,
+    # or (no trial solved) the highest return.
+    def number(text):
+        return float(text) if text not in ("", "nan") else math.nan
+
+    solved = [row for row in table if not math.isnan(number(row["env_steps_to_solve"]))]
+    expected = (
+        min(solved, key=lambda row: number(row["env_steps_to_solve"]))
+        if solved
+        else max(table, key=lambda row: number(row["episode_return_mean"]))
+    )
     best = json.loads(read_object(cluster, report + "best.json"))
+    assert best["trial_id"] == expected["trial_id"], (best, expected)
+    assert best["metric"] == ("env_steps_to_solve" if solved else "episode_return_mean")
     assert best["checkpoint"] == lines[-1].split(" ", 1)[1]
     FOUND["best_checkpoint"] = best["checkpoint"]
 
@@ -96,7 +119,7 @@ def test_sweep_report_rebuilds_from_s3_alone(cluster, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"best_checkpoint: {FOUND['best_checkpoint']}"
     assert (tmp_path / name / "learning_curves.png").stat().st_size > 10_000
-    assert len((tmp_path / name / "trials.csv").read_text().strip().splitlines()) == 7
+    assert len((tmp_path / name / "trials.csv").read_text().strip().splitlines()) == 9
 
 
 # ---------------------------------------------------------------- stop, resubmit, resume
@@ -164,7 +187,38 @@ def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
         assert after[trial_id]["env_steps"] == pointer["env_steps"], trial_id
         assert after[trial_id]["checkpoint"] == pointer["checkpoint"], trial_id
         assert checkpoints_of(cluster, name, trial_id) == checkpoints_before[trial_id], trial_id
-    # The unfinished ones went on from where they were, not from scratch.
+    # The unfinished ones went on from exactly where their last checkpoint was, not from scratch.
+    logs = cluster.jobs().get_job_logs(job_id_of(resumed.stdout))
     for trial_id, pointer in before.items():
         if not pointer["finished"]:
-            assert after[trial_id]["iteration"] >= pointer["iteration"], trial_id
+            expected = f"trial {trial_id}: resumed from {pointer['checkpoint']} at iteration {pointer['iteration']}"
+            assert expected in logs, (expected, [line for line in logs.splitlines() if "resumed from" in line])
+            assert after[trial_id]["iteration"] > pointer["iteration"], trial_id
+
+
+# ---------------------------------------------------------------- PBT
+
+
+def test_pbt_sweep_exploits_and_the_exploiting_trial_continues_from_the_exploited_checkpoint(cluster):
+    name = f"e2e-pbt-{RUN}"
+    # The shipped PBT sweep (4 trials, a perturbation every 5 iterations), shortened to 15 iterations.
+    result = sweep(cluster, "--name", name, "--set", "stop.iterations=15", config="jobs/sweeps/cartpole-pbt.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    logs = cluster.jobs().get_job_logs(job_id_of(result.stdout))
+    exploits = re.findall(r"trial (\w+): exploited (s3://\S+/trials/(\w+)/checkpoint_(\d{6})) at iteration (\d+)", logs)
+    assert exploits, "PBT never exploited: " + logs[-3000:]
+    pointers = trial_pointers(cluster, name)
+    for trial_id, checkpoint, source, saved_at, iteration in exploits:
+        assert source != trial_id and source in pointers, (trial_id, source)
+        # The exploited checkpoint is a complete one of the other trial, at the iteration it was copied at.
+        assert int(saved_at) == int(iteration) and checkpoint in {
+            f"{cluster.client_env()['RL_STORAGE_URI']}/{name}/trials/{source}/{c}"
+            for c in checkpoints_of(cluster, name, source)
+        }
+    # The last exploit of each trial is on record in its pointer, and the trial went on from there.
+    last = {trial_id: (checkpoint, int(iteration)) for trial_id, checkpoint, _, _, iteration in exploits}
+    for trial_id, (checkpoint, iteration) in last.items():
+        assert pointers[trial_id]["exploited_from"] == checkpoint, pointers[trial_id]
+        assert pointers[trial_id]["iteration"] > iteration
+        own = {int(c.removeprefix("checkpoint_")) for c in checkpoints_of(cluster, name, trial_id)}
+        assert max(own) > iteration, (trial_id, sorted(own))  # its own checkpoint after the copy

@@ -58,6 +58,15 @@ def test_asha_sweep_is_large_and_pbt_sweep_mutates():
     pbt = load_sweep(SWEEPS / "cartpole-pbt.yaml")
     assert type(scheduler(pbt)).__name__ == "PopulationBasedTraining"
     assert {d.key for d in pbt.mutations} == {"training.lr", "training.entropy_coeff"}
+    # PBT perturbs each trial's current value: every mutated key starts in the trial's config.
+    space = param_space(pbt)
+    assert set(space["training"]) == {"lr", "entropy_coeff"}
+    assert sorted(space["training"]["entropy_coeff"].categories) == [0.0, 0.001, 0.01]
+
+
+def test_choice_in_the_search_space_is_one_list_of_values():
+    sweep = parse_sweep({**MINIMAL, "search_space": {"training.entropy_coeff": {"choice": [0.0, 0.01, 0.02]}}})
+    assert param_space(sweep)["training"]["entropy_coeff"].categories == [0.0, 0.01, 0.02]
 
 
 def test_nested_and_dotted_keys_mean_the_same():

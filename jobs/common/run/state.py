@@ -45,7 +45,7 @@ class RunState:
     stop_reason: str | None = None
     # The newest complete checkpoint: set just before the pointer is written.
     checkpoint: str | None = None
-    # Sweep trials only: whose trial this is, and (PBT) whose weights it continued.
+    # Sweep trials only: whose trial this is, and (PBT) the other trial's checkpoint it last continued from.
     trial_id: str | None = None
     exploited_from: str | None = None
     written_at: str | None = None

@@ -62,9 +62,6 @@ def _read_own_pointer(folder: layout.RunFolder) -> RunState | None:
 
 
 class ReportToTune(loop.Observer):
-    def before_checkpoint(self, state: RunState) -> None:
-        state.exploited_from = None  # the trial's own checkpoint from now on
-
     def reported(self, state: RunState, checkpointed: bool) -> None:
         from ray import tune
 
@@ -99,14 +96,17 @@ def run_trial(
         exploited = start.trial_id != trial_id
         state = RunState(**{**vars(start), "trial_id": trial_id})
         if exploited:
-            # PBT: this trial now continues another one's weights.
+            # PBT: this trial now continues another one's weights (and keeps saying so in its pointer).
             state.finished, state.stop_reason, state.solved_at = False, None, None
             state.exploited_from = start.checkpoint
             checkpoints.write_pointer(folder, state)
+            print(f"trial {trial_id}: exploited {start.checkpoint} at iteration {start.iteration}", flush=True)
         elif loop.already_done(experiment, state):
             # Finished before a restart that Tune's state had not caught up with.
             tune.report(state.metrics())
             return
+        else:
+            print(f"trial {trial_id}: resumed from {start.checkpoint} at iteration {start.iteration}", flush=True)
 
     algo = build_ppo_config(experiment, in_process_gpus=gpus).build_algo()
     try:

@@ -21,6 +21,8 @@ def _tune_domain(dim: Dimension):
     args = [json.dumps(a) for a in dim.args] if dim.encoded else list(dim.args)
     if dim.primitive == "grid_search":
         return tune.grid_search(args)
+    if dim.primitive == "choice":
+        return tune.choice(args)  # one list of values, unlike the ranges' separate arguments
     return getattr(tune, dim.primitive)(*args)
 
 
@@ -32,7 +34,10 @@ def _nested(dimensions: list[Dimension], leaf=_tune_domain) -> dict[str, Any]:
 
 
 def param_space(sweep: Sweep) -> dict[str, Any]:
-    return _nested(sweep.dimensions)
+    """The searched keys, plus every key PBT mutates: PBT perturbs a trial's current
+    value (it reads config[key]), so each trial starts with one drawn from its mutation."""
+    searched = {dim.path for dim in sweep.dimensions}
+    return _nested(sweep.dimensions + [dim for dim in sweep.mutations if dim.path not in searched])
 
 
 def search_algorithm(sweep: Sweep):
