@@ -2,12 +2,14 @@
 # after `source .cluster/env`, plain `ray job submit/list/logs` work too.
 #
 #   make demo                      cluster-up + train + evaluate (the quick start)
-#   make cluster-up | cluster-status | cluster-down
+#   make cluster-up | cluster-status | cluster-down   [PROVIDER=local|docker|kuberay|vm]
+#   make images-local              the images built here, no registry needed (then PROVIDER=docker)
 #   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
 #   make evaluate [CHECKPOINT=s3://...]
 #   make sweep [SWEEP=jobs/sweeps/...] [RESUME=1] | sweep-report NAME=<sweep>
 #   make jobs                      the cluster's Ray jobs, one line each
 #   make test | test-all | bench | lock
+#   make gpu-check                 on a CUDA machine: CPU vs GPU learner + a short GPU run (< 8 min)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -37,9 +39,16 @@ PYTHON_TAG := $(shell sed -nE 's/^requires-python = ">=3\.([0-9]+).*/py3\1/p' py
 REGISTRY ?= ghcr.io/your-org
 TAG ?= $(RAY_VERSION)-$(PYTHON_TAG)
 IMAGE := $(REGISTRY)/ray-rl
+# PROVIDER=docker runs $(IMAGE):$(TAG)-cpu|gpu; DELETE_S3_DATA=1 makes its cluster-down delete the S3 data too.
+DELETE_S3_DATA ?=
+VARIANTS ?= cpu gpu
+BASE_IMAGE ?=
+export RL_IMAGE := $(IMAGE)
+export RL_IMAGE_TAG := $(TAG)
+export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load lock images images-push kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -90,9 +99,18 @@ test-all: venv  ## every test, slow ones included
 test-chaos: venv  ## every fault test: nodes, the head and S3 killed mid-run (slow ones included)
 	$(PY) -m pytest -m chaos tests/e2e
 
-images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=...)
-	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=cpu -t $(IMAGE):$(TAG)-cpu --load .
-	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=gpu -t $(IMAGE):$(TAG)-gpu --load .
+images:  ## build the CPU and GPU images with docker buildx (REGISTRY=..., TAG=..., BASE_IMAGE=... for another base)
+	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=cpu$(if $(BASE_IMAGE), --build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE):$(TAG)-cpu --load .
+	docker buildx build -f docker/Dockerfile --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg PYTHON_TAG=$(PYTHON_TAG) --build-arg VARIANT=gpu$(if $(BASE_IMAGE), --build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE):$(TAG)-gpu --load .
+
+images-local: venv  ## no registry: a stand-in base from Debian's packages, then both images on it (VARIANTS="cpu gpu")
+	$(PY) -m controlplane.containers images --variants $(VARIANTS)
+
+docker-engine: venv  ## start the project's own dockerd (when no Docker Engine runs); prints DOCKER_HOST
+	$(PY) -m controlplane.containers engine start
+
+docker-engine-stop: venv  ## stop the project's own dockerd (images stay in ~/.cache/ray-rl/docker)
+	$(PY) -m controlplane.containers engine stop
 
 kind-up: images  ## optional: a local kind cluster with both images loaded (needs kind and Docker)
 	kind create cluster --name ray-rl
@@ -113,8 +131,15 @@ bench-sweeps: venv  ## seed and ASHA sweeps: wall time, trials/min, ours vs plai
 bench-faults: venv  ## fault injection: each fault once, what the run did, time to recover, what was lost
 	$(PY) -m bench.faults
 
+bench-cluster-up: venv  ## cluster-up to ready, PROVIDER=docker next to PROVIDER=local (after make images-local)
+	$(PY) -m bench.cluster_up
+
 bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak RSS (bench/load.py)
 	$(PY) -m bench.load
+
+.PHONY: gpu-check
+gpu-check: venv  ## on a CUDA machine: CPU vs GPU learner bench + a short GPU training run (bench/out/gpu.json)
+	$(PY) -m bench.gpu_check
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is

@@ -22,7 +22,7 @@ from controlplane.provider import Provider
 from controlplane.state import REPO_ROOT, StateDir, default_state_dir
 from jobs.common.errors import exits_cleanly
 
-PROVIDERS = ("local", "kuberay", "vm")
+PROVIDERS = ("local", "docker", "kuberay", "vm")
 
 
 def provider_for(args: argparse.Namespace) -> Provider:
@@ -33,6 +33,10 @@ def provider_for(args: argparse.Namespace) -> Provider:
         return KubeRayProvider(
             state_dir, overlay=args.overlay, dashboard_port=args.dashboard_port, dry_run=args.dry_run
         )
+    if args.provider == "docker":
+        from controlplane.containers.provider import DockerProvider
+
+        return DockerProvider(state_dir, dashboard_port=args.dashboard_port)
     if args.provider == "vm":
         from controlplane.vm import VmProvider
 

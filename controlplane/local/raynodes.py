@@ -40,21 +40,32 @@ def node_command(
     gcs_port: int,
     dashboard_port: int | None = None,
     client_server_port: int | None = None,
+    ray: str | None = None,
+    node_ip: str | None = "127.0.0.1",
+    head_address: str = "127.0.0.1",
+    dashboard_host: str = "127.0.0.1",
 ) -> list[str]:
-    """The command that starts one node of `group`; the head when dashboard_port is given."""
+    """The command that starts one node of `group`; the head when dashboard_port is given.
+
+    The defaults are the local provider's (every node on 127.0.0.1, this venv's
+    `ray`); PROVIDER=docker runs the image's `ray` in containers, with the head
+    at its container name and the node's address left to Ray.
+    """
     head = dashboard_port is not None
     ports = dict(zip(PER_NODE_PORTS, free_ports(len(PER_NODE_PORTS)), strict=True))
-    cmd = [ray_binary(), "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    cmd = [ray or ray_binary(), "start", "--block", "--disable-usage-stats"]
+    if node_ip:
+        cmd += [f"--node-ip-address={node_ip}"]
     if head:
         cmd += [
             "--head",
             f"--port={gcs_port}",
-            "--dashboard-host=127.0.0.1",
+            f"--dashboard-host={dashboard_host}",
             f"--dashboard-port={dashboard_port}",
             f"--ray-client-server-port={client_server_port}",
         ]
     else:
-        cmd += [f"--address=127.0.0.1:{gcs_port}"]
+        cmd += [f"--address={head_address}:{gcs_port}"]
     # One temp dir per node: nodes sharing a machine must not share a session
     # folder, or one node's runtime-env agent re-extracts a job's working dir
     # under the feet of a driver running on another.

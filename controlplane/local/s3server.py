@@ -41,13 +41,17 @@ def allocate_ports() -> dict[str, int]:
     return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
 
 
-def command(data_dir: Path, bucket: str, ports: Mapping[str, int]) -> list[str]:
+def command(
+    data_dir: Path, bucket: str, ports: Mapping[str, int], bind: str = "127.0.0.1", weed: str | None = None
+) -> list[str]:
+    """`weed mini`, every port in `ports` set. PROVIDER=docker binds all of its container's
+    interfaces (`bind="0.0.0.0"`: the container's own network) and runs the image's `weed`."""
     return [
-        weed_binary(),
+        weed or weed_binary(),
         "mini",
         f"-dir={data_dir}",
         "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip.bind={bind}",
         f"-bucket={bucket}",
         "-master.telemetry=false",
         "-webdav=false",

