@@ -81,7 +81,8 @@ def test_cluster_up_twice_says_already_up(cluster):
 
 
 def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
-    name = f"cartpole-{RUN}"
+    # A random token in the name: the security scan looks for it as a planted secret.
+    name = f"cartpole-{uuid.uuid4().hex}"
     result = cluster.train("--name", name, config=str(CARTPOLE.relative_to(REPO_ROOT)))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
