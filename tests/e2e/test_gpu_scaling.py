@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from controlplane.local.groups import detect_gpus
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 
@@ -36,11 +39,6 @@ def test_gpus_without_gpus_fail_before_submission_with_the_capacity_message(clus
 
 
 def test_dry_run_checks_against_the_cluster_capacity(cluster):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO_ROOT
-
     env = cluster.client_env()
     dry = subprocess.run(
         [sys.executable, "-m", "jobs.train", "--config", "jobs/experiments/ppo-cartpole-gpu.yaml", "--dry-run",
@@ -71,20 +69,27 @@ def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(c
     assert progress and all(line.endswith("| cpu stand-in for 2 GPU learners") for line in progress)
     assert float(re.search(r"return\s+([\d.]+)", progress[-1]).group(1)) >= 450
 
-    # Where did Ray run them? The state API keeps the job's (now dead) actors.
-    from ray.util.state import list_actors, list_nodes
-
-    address = cluster.client_env()["RAY_ADDRESS"]
+    # Where did Ray run them? The state API keeps the job's (now dead) actors. Asked from a fresh
+    # process: Ray fixes its auth mode when first imported, and this one may have imported it without.
     job_id = cluster.jobs().get_job_info(job_id_of(result.stdout)).job_id
+    query = (
+        "import json, sys; from ray.util.state import list_actors, list_nodes; a = sys.argv[1]; "
+        "print(json.dumps({'nodes': [[n.node_id, n.resources_total] for n in list_nodes(address=a, detail=True)], "
+        "'actors': [[x.class_name, x.node_id, x.job_id] for x in list_actors(address=a, detail=True, limit=10000)]}))"
+    )
+    address = cluster.client_env()["RAY_ADDRESS"]
+    answer = subprocess.run([sys.executable, "-c", query, address], cwd=REPO_ROOT, env=cluster.client_env(),
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    state = json.loads(answer.stdout.strip().splitlines()[-1])
     group_of_node = {
-        node.node_id: ("gpu-workers" if "gpu_group" in node.resources_total else
-                       "cpu-workers" if "cpu_group" in node.resources_total else "head")
-        for node in list_nodes(address=address, detail=True)
-    }  # fmt: skip
-    actors = [a for a in list_actors(address=address, detail=True, limit=10000) if a.job_id == job_id]
-    runners = [a for a in actors if a.class_name == "SingleAgentEnvRunner"]
+        node_id: ("gpu-workers" if "gpu_group" in resources else "cpu-workers" if "cpu_group" in resources else "head")
+        for node_id, resources in state["nodes"]
+    }
+    actors = [(name, node) for name, node, job in state["actors"] if job == job_id]
+    runners = [node for name, node in actors if name == "SingleAgentEnvRunner"]
     # RLlib's learners run inside Ray Train's worker wrapper.
-    learners = [a for a in actors if a.class_name.endswith("_WrappedExecutable")]
-    assert runners and {group_of_node[a.node_id] for a in runners} == {"cpu-workers"}
-    assert len(learners) == 2, [a.class_name for a in actors]
-    assert {group_of_node[a.node_id] for a in learners} == {"gpu-workers"}
+    learners = [node for name, node in actors if name.endswith("_WrappedExecutable")]
+    assert runners and {group_of_node[node] for node in runners} == {"cpu-workers"}
+    assert len(learners) == 2, [name for name, _ in actors]
+    assert {group_of_node[node] for node in learners} == {"gpu-workers"}

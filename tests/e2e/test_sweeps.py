@@ -147,7 +147,10 @@ def ray_cli(cluster, *args: str) -> subprocess.CompletedProcess:
 
 def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     name = f"e2e-resume-{RUN}"
-    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=20000", "--set", FIFO)
+    # No early solves: every trial runs to 40 iterations (checkpoints at 10, 20, 30, 40), so a trial caught
+    # with a checkpoint and 30 iterations to go is still unfinished when `ray job stop` has stopped the sweep.
+    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=40000", "--set", FIFO,
+            "--set", "stop.episode_return_mean=null", "--set", "best=null")  # fmt: skip
     config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 1 sample = 4 trials
     submitted = sweep(cluster, *args, config=config, wait=False)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
