@@ -48,7 +48,7 @@ export RL_IMAGE_TAG := $(TAG)
 export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up lock images images-push images-local docker-engine docker-engine-stop kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -120,7 +120,10 @@ images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
 	docker push $(IMAGE):$(TAG)-gpu
 
-bench: bench-ppo bench-sweeps bench-faults bench-load  ## every benchmark: each prints a table and writes bench/out/*.json
+bench: bench-latency bench-ppo bench-sweeps bench-faults bench-load  ## every benchmark: each prints a table and writes bench/out/*.json
+
+bench-latency: venv  ## where make train's and make sweep's time goes, phase by phase (bench/latency.py)
+	$(PY) -m bench.latency
 
 bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
 	$(PY) -m bench.ppo_cartpole

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from jobs.common.cluster import capacity
 from jobs.common.cluster.capacity import GroupCapacity, check_fits
@@ -25,6 +26,7 @@ from jobs.common.reports.tables import key_values
 from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config, resolved_settings
 from jobs.common.run import loop
+from jobs.common.run.preemption import StopRequest
 from jobs.common.run.state import RunState, read_pointer
 from jobs.common.schema.experiment import Experiment, load_experiment
 from jobs.common.storage import checkpoints, layout
@@ -189,8 +191,11 @@ def train(
     import ray
 
     from jobs.common.cluster import build_gate
-    from jobs.common.cluster.placement import cluster_has_groups
+    from jobs.common.cluster.placement import CPU_GROUP, cluster_has_groups, group_request
+    from jobs.common.rllib.trainer import RemoteAlgorithm, runs_in_one_actor
 
+    # From here on SIGTERM (`ray job stop`, a pod or node going away) ends the run with a checkpoint.
+    stop_request = StopRequest().install()
     ray.init(logging_level="warning")
     use_groups = cluster_has_groups(ray.cluster_resources())
     if not use_groups:
@@ -200,27 +205,42 @@ def train(
     if plan.cpu_stand_in:
         suffix = f" | cpu stand-in for {plan.num_learners} GPU learners"
         print(f"note: the GPU group has no GPUs here: {plan.num_learners} CPU learners stand in (--gpu-fallback cpu)")
-    # One job at a time places its actors: two half-placed jobs would wait for each other forever.
-    with build_gate.building(f"job {experiment.name}"):
-        algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+    started = time.monotonic()
+    if runs_in_one_actor(experiment):
+        # One actor, placed at once: no half-placed job for the build gate to guard against.
+        algo = RemoteAlgorithm(experiment, group_request(CPU_GROUP) if use_groups else {})
+    else:
+        # One job at a time places its actors: two half-placed jobs would wait for each other forever.
+        with build_gate.building(f"job {experiment.name}"):
+            algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+    timings = {"build_s": time.monotonic() - started}
     if state.checkpoint:
-        algo.restore_from_path(state.checkpoint)
+        if isinstance(algo, RemoteAlgorithm):
+            algo.restore(state.checkpoint)
+        else:
+            checkpoints.restore(algo, state.checkpoint)
     checkpoints.write_bytes(run.experiment_file, experiment.to_yaml().encode())
 
     progress = PrintProgress(run, state, suffix)
+    started = time.monotonic()
     try:
-        reason = loop.run(algo, experiment, state, run, progress)
+        reason = loop.run(algo, experiment, state, run, progress, stop_request)
     finally:
+        timings["train_s"] = time.monotonic() - started
+        started = time.monotonic()
         algo.stop()
-    # Shut Ray down first so that no actor's log line lands after the last line.
-    ray.shutdown()
+        # Shut Ray down first so that no actor's log line lands after the last line.
+        ray.shutdown()
+        timings["shutdown_s"] = time.monotonic() - started
 
+    started = time.monotonic()
     checkpoints.write_bytes(
         run.learning_curve,
         report.learning_curve_png(
             progress.history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean
         ),
     )
+    timings["report_s"] = time.monotonic() - started
     print("summary:")
     print(
         key_values(
@@ -232,6 +252,8 @@ def train(
                 ("stopped", str(reason)),
                 ("checkpointed", f"iteration {progress.saved_at}"),
                 ("learning_curve", run.learning_curve),
+                # Where a job's wall time goes (bench/latency.py reads this line).
+                ("job_time", ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items())),
             ]
         ),
         flush=True,

@@ -44,6 +44,7 @@ from controlplane.provider import ClientSettings
 from controlplane.state import StateDir, write_private
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP, HEAD_GROUP
+from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
 DEFAULT_BUCKET = "rl-checkpoints"
 STORAGE_PREFIX = "experiments"
@@ -327,6 +328,8 @@ class DockerProvider:
             "RAY_USAGE_STATS_ENABLED": "0",
             # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
             "RAY_raylet_start_wait_time_s": "120",
+            # `ray job stop` gives a driver this long after SIGTERM to checkpoint (jobs/common/run/preemption.py).
+            "RAY_JOB_STOP_WAIT_TIME_S": str(PREEMPTION_GRACE_S),
             "PYTHONUNBUFFERED": "1",
             "AWS_ENDPOINT_URL": state["s3_endpoint_in_cluster"],
             **keys,

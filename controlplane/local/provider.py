@@ -30,6 +30,7 @@ from controlplane.state import StateDir
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
 from jobs.common.reports.tables import table
+from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
 DEFAULT_BUCKET = "rl-checkpoints"
 STORAGE_PREFIX = "experiments"
@@ -161,6 +162,9 @@ class LocalProvider:
                 # What each worker group can ever offer: jobs check their plan against it.
                 capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(self.groups)),
                 "PYTHONUNBUFFERED": "1",
+                # `ray job stop` waits this long after SIGTERM before SIGKILL (Ray's default: 3 s):
+                # time for a training job to finish its iteration and checkpoint it (jobs/common/run/preemption.py).
+                "RAY_JOB_STOP_WAIT_TIME_S": str(PREEMPTION_GRACE_S),
                 # On a busy 2-core machine a raylet can take more than Ray's default 30 s to register.
                 "RAY_raylet_start_wait_time_s": "120",
                 # Job entrypoints say `python`: make it this environment's, as an image's would be.

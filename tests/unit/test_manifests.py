@@ -297,3 +297,20 @@ def test_the_credentials_file_is_never_committed_nor_uploaded():
     # `ray job submit --working-dir .` honours .gitignore; the image takes jobs/ and the lock only.
     rules = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert rules[0] == "*" and not [rule for rule in rules if rule.startswith("!k8s")]
+
+
+def test_the_head_gives_running_jobs_time_to_checkpoint_before_it_goes(rendered):
+    """Preemption (jobs/common/run/preemption.py): the head's preStop stops every running job,
+    `ray job stop` waits PREEMPTION_GRACE_S for its driver to checkpoint, and the pod's grace
+    period outlasts both."""
+    from jobs.common.run.preemption import PREEMPTION_GRACE_S
+
+    _, objects = rendered
+    cluster = next(obj for obj in objects if obj["kind"] == "RayCluster")
+    pod = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    head = pod["containers"][0]
+    env = {item["name"]: item.get("value") for item in head["env"]}
+    assert env["RAY_JOB_STOP_WAIT_TIME_S"] == str(PREEMPTION_GRACE_S)
+    assert head["lifecycle"]["preStop"]["exec"]["command"] == ["python", "-m", "jobs.common.run.preemption",
+                                                               "--stop-running-jobs"]  # fmt: skip
+    assert pod["terminationGracePeriodSeconds"] > PREEMPTION_GRACE_S

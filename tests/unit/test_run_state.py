@@ -148,3 +148,32 @@ def test_already_done_judges_the_state_by_the_experiment_it_is_resumed_under():
     assert loop.already_done(experiment(iterations=5), state) == "iterations 5 >= 5"
     assert loop.already_done(experiment(iterations=10), state) is None
     assert loop.already_done(experiment(iterations=1), RunState()) is None
+
+
+def test_sigterm_ends_the_run_after_the_iteration_in_flight_with_a_checkpoint_of_it(tmp_path):
+    import os
+    import signal
+
+    from jobs.common.run.preemption import StopRequest
+
+    class PreemptedAt(FakeAlgorithm):
+        def train(self):
+            result = super().train()
+            if self.steps == 3000:  # iteration 3 is in flight when the signal comes
+                os.kill(os.getpid(), signal.SIGTERM)
+            return result
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        run = layout.experiment(str(tmp_path), "exp")
+        state = RunState()
+        algo = PreemptedAt([10.0] * 10)
+        reason = loop.run(algo, experiment(iterations=10), state, run, loop.Observer(), StopRequest().install())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert reason == "preempted (SIGTERM)"
+    # Checkpoint every 2: iteration 3 would have been lost; it is the latest instead, and not finished.
+    assert algo.saved == ["checkpoint_000002", "checkpoint_000003"]
+    latest = read_pointer(run)
+    assert (latest.iteration, latest.finished) == (3, False)
+    assert loop.already_done(experiment(iterations=10), latest) is None

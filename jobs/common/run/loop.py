@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 
+from jobs.common.run.preemption import StopRequest
 from jobs.common.run.returns import ReturnWindow
 from jobs.common.run.state import RunState
 from jobs.common.schema.experiment import Experiment
@@ -40,11 +41,20 @@ def already_done(experiment: Experiment, state: RunState) -> str | None:
     )
 
 
-def run(algo, experiment: Experiment, state: RunState, folder: layout.RunFolder, observer: Observer) -> str:
+def run(
+    algo,
+    experiment: Experiment,
+    state: RunState,
+    folder: layout.RunFolder,
+    observer: Observer,
+    stop_request: StopRequest | None = None,
+) -> str:
     """Train `algo` from `state` until the experiment says stop; returns why it stopped.
 
     `state` is updated in place; a checkpoint is written every
     `checkpoint.every_n_iterations` and (with `checkpoint.at_end`) at the end.
+    A `stop_request` (SIGTERM) ends the run after the iteration in flight, with
+    a checkpoint of it: the run is not finished, and resumes there.
     """
     experiment_yaml = experiment.to_yaml()
     every = experiment.checkpoint.every_n_iterations
@@ -69,14 +79,17 @@ def run(algo, experiment: Experiment, state: RunState, folder: layout.RunFolder,
             iteration=state.iteration, env_steps=state.env_steps, ret=state.return_or_nan, time_s=state.time_s
         )
         state.finished, state.stop_reason = reason is not None, reason
+        preempted = reason is None and stop_request is not None and stop_request.requested
         observer.iteration_done(state, time.monotonic() - iteration_started)
-        due = state.iteration % every == 0 or (reason is not None and experiment.checkpoint.at_end)
+        due = state.iteration % every == 0 or (reason is not None and experiment.checkpoint.at_end) or preempted
         if due:
             observer.before_checkpoint(state)
             checkpoints.save(algo, folder, state, experiment_yaml)
         observer.reported(state, due)
         if reason is not None:
             return reason
+        if preempted:
+            return preempted
 
 
 def _finite(value) -> float | None:

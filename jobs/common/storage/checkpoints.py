@@ -125,6 +125,29 @@ def write_bytes(uri: str, data: bytes) -> None:
     retrying(lambda: storage.write_bytes(uri, data), f"writing {uri}", uri)
 
 
+def restore(algo, uri: str) -> None:
+    """`algo.restore_from_path(uri)`, from a local copy when the checkpoint is in S3.
+
+    RLlib 2.60 hands a remote learner on another node its part of the checkpoint
+    by packing the driver's local folder: an `s3://` path is no folder there, and
+    the restore died (FileNotFoundError in _PackActor) on every multi-node cluster
+    (containers, KubeRay, VMs), though never on one machine.
+    """
+    if not storage.is_s3(uri):
+        algo.restore_from_path(uri)
+        return
+    import pyarrow.fs
+
+    with tempfile.TemporaryDirectory(prefix="rl-restore-") as folder:
+        source, path = pyarrow.fs.FileSystem.from_uri(uri)
+        retrying(
+            lambda: pyarrow.fs.copy_files(path, folder, source_filesystem=source),
+            f"downloading {uri}",
+            uri,
+        )
+        algo.restore_from_path(folder)
+
+
 def upload_folder(local: Path, uri: str) -> None:
     """Upload every file of `local` under `uri`, each with retries; re-uploading is harmless."""
     for path in sorted(p for p in local.rglob("*") if p.is_file()):

@@ -111,7 +111,7 @@ def run_trial(
     algo = build_ppo_config(experiment, in_process_gpus=gpus).build_algo()
     try:
         if start:
-            algo.restore_from_path(start.checkpoint)
+            checkpoints.restore(algo, start.checkpoint)
         loop.run(algo, experiment, state, folder, ReportToTune())
     finally:
         algo.stop()

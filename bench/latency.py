@@ -1,0 +1,151 @@
+"""Where the time of `make train` and `make sweep` goes, as a user sees it.
+
+    python -m bench.latency [--use-running-cluster] [--skip-sweeps]
+
+Runs the commands `make train` and `make sweep` run (`python -m controlplane
+submit -- ...`) on a throw-away local cluster and timestamps every line of
+their output as it arrives. From the lines alone:
+
+    before submission     command start -> the `+ ray job submit` line (the local --check)
+    submission -> driver  -> the job's first line
+    driver -> built       -> the first progress line, less that iteration's own time
+    training              the iterations' own times (iter_time)
+    checkpoint, report    the last progress line -> the `checkpoint:` line
+    and shutdown
+    total                 command start -> `checkpoint:`
+
+and from the job's own `job_time` summary row, the driver's view of the same
+phases. For sweeps: wall time, Tune's own run, trials per minute and the share
+of the sweep during which fewer trials ran than the CPU group has CPUs (from
+the one-line progress reports). Prints a table, writes bench/out/latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import bench_cluster, write_json
+from jobs.common.reports.tables import markdown, table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ITER = re.compile(r"^iter\s+(\d+) \|.*iter_time\s+([\d.]+)s")
+SWEEP_PROGRESS = re.compile(r"^\[\s*([\d.]+)s\] trials (\d+)/(\d+) done \| (\d+) running \| (\d+) pending")
+
+
+@dataclass
+class Line:
+    at: float  # seconds since the command started
+    text: str
+
+
+def run_timed(command: list[str], env: dict[str, str]) -> tuple[list[Line], int]:
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines = []
+    assert process.stdout is not None
+    for text in process.stdout:
+        lines.append(Line(time.monotonic() - started, text.rstrip("\n")))
+    return lines, process.wait()
+
+
+def job_text(line: Line) -> str:
+    """A job's own line, without Ray's `(pid=...)` prefix of actor output."""
+    return re.sub(r"^\(\S+ pid=\d+(, ip=\S+)?\)\s*", "", line.text)
+
+
+def train_breakdown(lines: list[Line]) -> dict[str, float | str | None]:
+    """The phases of one `make train`, from the timestamped lines (see the module's docstring)."""
+    submit = next(i for i, line in enumerate(lines) if line.text.startswith("+ ray job submit"))
+    # `ray job submit` prints its own lines first; the job's begin after "Running entrypoint for job".
+    banner = next((i for i in range(submit, len(lines)) if "Running entrypoint for job" in lines[i].text), submit)
+    first_job_line = next((line for line in lines[banner + 1 :] if line.text.strip()), lines[-1])
+    iterations = [(line, ITER.match(job_text(line))) for line in lines]
+    iterations = [(line, float(match.group(2))) for line, match in iterations if match]
+    done = next(line for line in lines if job_text(line).startswith("checkpoint: "))
+    driver_timings = next((job_text(line) for line in lines if "job_time" in line.text), "")
+    first_iteration, first_iteration_s = iterations[0]
+    return {
+        "before_submission_s": round(lines[submit].at, 1),
+        "submission_to_driver_s": round(first_job_line.at - lines[submit].at, 1),
+        "driver_to_built_s": round(first_iteration.at - first_iteration_s - first_job_line.at, 1),
+        "training_s": round(sum(seconds for _, seconds in iterations), 1),
+        "checkpoint_report_shutdown_s": round(done.at - iterations[-1][0].at, 1),
+        "total_s": round(done.at, 1),
+        "iterations": len(iterations),
+        "driver_job_time": driver_timings.split("job_time", 1)[-1].strip() or None,
+    }
+
+
+def sweep_breakdown(lines: list[Line], cpus: int) -> dict[str, float | int | None]:
+    """Wall time, Tune's run, trials/min, and the share of Tune's run with fewer trials running than CPUs."""
+    reports = [(float(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)))
+               for m in (SWEEP_PROGRESS.match(job_text(line)) for line in lines) if m]  # fmt: skip
+    end = next((line.at for line in lines if job_text(line).startswith("best_checkpoint: ")), lines[-1].at)
+    if not reports:
+        return {"total_s": round(end, 1), "tune_s": None, "trials": None, "trials_per_min": None, "underused": None}
+    tune_s, done, total = reports[-1][0], reports[-1][1], reports[-1][2]
+    # Between two reports, the earlier one's running count holds.
+    underused = sum(
+        later[0] - earlier[0]
+        for earlier, later in zip(reports, reports[1:], strict=False)
+        if earlier[3] < min(cpus, total - earlier[1])
+    )
+    return {
+        "total_s": round(end, 1),
+        "tune_s": round(tune_s, 1),
+        "trials": done,
+        "trials_per_min": round(done / tune_s * 60, 1) if tune_s else None,
+        "underused": f"{underused / tune_s:.0%}" if tune_s else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--use-running-cluster", action="store_true", help="use .cluster/env's cluster")
+    parser.add_argument("--skip-sweeps", action="store_true", help="time `make train` only")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "latency.json")
+    args = parser.parse_args(argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    control = [sys.executable, "-m", "controlplane", "submit", "--"]
+    rows = []
+    with bench_cluster(args.use_running_cluster) as env:
+        name = f"bench-latency-{stamp}"
+        print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
+        lines, status = run_timed([*control, "python", "-m", "jobs.train", "--config",
+                                   "jobs/experiments/ppo-cartpole.yaml", "--name", name], env)  # fmt: skip
+        rows.append({"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)})
+        if not args.skip_sweeps:
+            cpus = int(os.cpu_count() or 2)
+            for sweep in ("seed", "asha"):
+                print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml", flush=True)
+                lines, status = run_timed(
+                    [*control, "python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
+                     "--name", f"bench-latency-{stamp}-{sweep}"], env)  # fmt: skip
+                rows.append({"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines, cpus)})
+
+    train = rows[0]
+    columns = ["phase", "seconds"]
+    phases = [(key.removesuffix("_s").replace("_", " "), train[key]) for key in train if key.endswith("_s")]
+    print("\n" + table(columns, phases))
+    print(f"driver's own view: {train['driver_job_time']}")
+    if len(rows) > 1:
+        keys = ["run", "total_s", "tune_s", "trials", "trials_per_min", "underused", "exit"]
+        print("\n" + table(keys, [[row.get(key, "-") for key in keys] for row in rows[1:]]))
+        print("underused: share of Tune's run with fewer trials running than the CPU group's CPUs")
+    print("\n" + markdown(columns, phases))
+    write_json(args.out, "latency", stamp, rows)
+    return 0 if all(row["exit"] == 0 for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

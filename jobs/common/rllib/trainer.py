@@ -1,0 +1,105 @@
+"""A small experiment as one actor on the CPU group: sampling and learning in-process.
+
+An experiment with no remote env runners and no GPU learners
+(`env_runners.num_env_runners: 0`, `learners.num_gpus: 0`, one learner) needs
+no remote actors: RLlib's local env runner and local learner do the work.
+Inside the driver they would put training on the head, which takes none; so
+the whole algorithm lives in one actor on the CPU group, as a sweep trial
+does, and the driver's loop (jobs/common/run/loop.py) drives it. Building it
+starts one worker process instead of an env runner and a learner, each with
+its own imports: seconds saved on every small run.
+
+The actor hands each checkpoint's files to the driver, which writes them
+through the same writer (and retries, and messages) as every other run: a
+small experiment's checkpoint is a few hundred kilobytes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jobs.common.errors import UserError
+from jobs.common.schema.experiment import Experiment, parse_experiment
+from jobs.common.storage import checkpoints
+
+
+def runs_in_one_actor(experiment: Experiment) -> bool:
+    learners = experiment.learners
+    return experiment.env_runners.num_env_runners == 0 and learners.num_gpus == 0 and learners.num_learners == 1
+
+
+class TrainerActor:
+    """Holds the algorithm; each method is one remote call from the driver."""
+
+    def __init__(self, experiment: dict[str, Any]):
+        from jobs.common.rllib.ppo import build_ppo_config
+
+        self.experiment = parse_experiment(experiment, source="<trainer>").experiment
+        self.algo = build_ppo_config(self.experiment, in_process_gpus=0).build_algo()
+
+    def train(self) -> dict[str, Any]:
+        result = self.algo.train()
+        # What the loop, the progress lines and the reports read; not the whole result tree.
+        kept = ("num_env_steps_sampled_lifetime", "env_runners", "learners")
+        return {key: result[key] for key in kept if key in result}
+
+    def restore(self, path: str) -> None:
+        checkpoints.restore(self.algo, path)
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """RLlib's checkpoint (save_to_path) as {relative path: bytes}."""
+        with tempfile.TemporaryDirectory(prefix="rl-trainer-") as folder:
+            self.algo.save_to_path(folder)
+            return {p.relative_to(folder).as_posix(): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+    def stop(self) -> None:
+        self.algo.stop()
+
+
+class RemoteAlgorithm:
+    """What the loop needs of an Algorithm (train, save_to_path, stop) and a
+    restore, backed by a TrainerActor on the CPU group."""
+
+    def __init__(self, experiment: Experiment, resources: dict[str, float]):
+        import ray
+
+        options: dict[str, Any] = {"num_cpus": experiment.learners.num_cpus_per_learner, "resources": resources}
+        actor_class = ray.remote(TrainerActor).options(**options)
+        self.actor = actor_class.remote(experiment.model_dump(by_alias=True, mode="json"))
+        self._get(self.actor.__ray_ready__.remote())  # built (or failed) before the first iteration
+
+    def train(self) -> dict[str, Any]:
+        return self._get(self.actor.train.remote())
+
+    def restore(self, uri: str) -> None:
+        """The actor restores, on its own node (from a local copy there, where the checkpoint is in S3)."""
+        self._get(self.actor.restore.remote(uri))
+
+    def save_to_path(self, path: str) -> None:
+        """The actor's checkpoint, written here (checkpoints.save stages and uploads it)."""
+        for name, data in self._get(self.actor.checkpoint_files.remote()).items():
+            target = Path(path, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    def stop(self) -> None:
+        import ray
+
+        try:
+            self._get(self.actor.stop.remote())
+        finally:
+            ray.kill(self.actor)
+
+    @staticmethod
+    def _get(ref):
+        import ray
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            # A storage failure or bad input inside the actor is the same clear message as in the driver.
+            if isinstance(err.cause, UserError):
+                raise err.cause from None
+            raise

@@ -1,0 +1,42 @@
+"""bench/latency.py's breakdown, from timestamped lines as `make train` / `make sweep` print them."""
+
+from bench.latency import Line, sweep_breakdown, train_breakdown
+
+
+def test_train_breakdown_splits_the_command_into_its_phases():
+    lines = [
+        Line(0.1, "+ python -m jobs.train --config x --check"),
+        Line(5.0, "+ ray job submit --address http://127.0.0.1:8265 -- python -m jobs.train --config x"),
+        Line(6.0, "Job submission server address: http://127.0.0.1:8265"),
+        Line(7.0, "-- Running entrypoint for job raysubmit_abc:"),
+        Line(8.0, "note: something the job printed first"),
+        Line(20.0, "iter    1 | env_steps     2,000 | return   22.0 | iter_time  2.00s | train_time     2.0s"),
+        Line(21.0, "iter    2 | env_steps     4,000 | return   40.0 | iter_time  1.00s | train_time     3.0s"),
+        Line(22.5, "(TrainerActor pid=12) a warning from the actor"),
+        Line(24.0, "  job_time        build 9.5s, train 3.1s, shutdown 1.0s, report 0.4s"),
+        Line(25.0, "checkpoint: s3://b/p/x/checkpoint_000002"),
+    ]
+    phases = train_breakdown(lines)
+    assert phases["before_submission_s"] == 5.0
+    assert phases["submission_to_driver_s"] == 3.0
+    assert phases["driver_to_built_s"] == 10.0  # 20.0 - 2.0 (the first iteration's own time) - 8.0
+    assert phases["training_s"] == 3.0
+    assert phases["checkpoint_report_shutdown_s"] == 4.0
+    assert phases["total_s"] == 25.0 and phases["iterations"] == 2
+    assert phases["driver_job_time"] == "build 9.5s, train 3.1s, shutdown 1.0s, report 0.4s"
+
+
+def test_sweep_breakdown_counts_the_time_with_fewer_trials_running_than_cpus():
+    report = "[{:6.1f}s] trials {}/4 done | {} running | {} pending | 0 errored | best episode_return_mean n/a"
+    lines = [
+        Line(3.0, report.format(0.0, 0, 1, 3)),  # 10 s with one trial on 2 CPUs: underused
+        Line(13.0, report.format(10.0, 0, 2, 2)),
+        Line(43.0, report.format(40.0, 2, 2, 0)),
+        Line(53.0, report.format(50.0, 3, 1, 0)),  # one trial left: not underused
+        Line(63.0, report.format(60.0, 4, 0, 0)),
+        Line(65.0, "best_checkpoint: s3://b/p/s/trials/t1/checkpoint_000010"),
+    ]
+    result = sweep_breakdown(lines, cpus=2)
+    assert result["total_s"] == 65.0 and result["tune_s"] == 60.0
+    assert result["trials"] == 4 and result["trials_per_min"] == 4.0
+    assert result["underused"] == "17%"  # 10 of 60 s
