@@ -8,6 +8,8 @@
 #   make evaluate [CHECKPOINT=s3://...]
 #   make sweep [SWEEP=jobs/sweeps/...] [RESUME=1] | sweep-report NAME=<sweep>
 #   make jobs                      the cluster's Ray jobs, one line each
+#   make tensorboard NAME=...      a run's or sweep's TensorBoard files from S3, on 127.0.0.1:6006
+#   make rerun NAME=...            train an experiment again from its run.json in S3
 #   make test | test-all | bench | lock
 #   make gpu-check                 on a CUDA machine: CPU vs GPU learner + a short GPU run (< 8 min)
 
@@ -48,6 +50,7 @@ export RL_IMAGE_TAG := $(TAG)
 export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
+.PHONY: tensorboard rerun
 .PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
@@ -81,6 +84,14 @@ sweep: venv  ## submit a Tune sweep (SWEEP=...); rerunning resumes it from S3 (R
 
 jobs: venv  ## the cluster's Ray jobs, one line each (same list as `ray job list`)
 	$(CONTROL) jobs
+
+tensorboard: venv  ## a run's TensorBoard files synced from S3, served on 127.0.0.1:6006 (NAME=<experiment or sweep>)
+	@test -n "$(NAME)" || { echo "error: NAME is required, e.g. make tensorboard NAME=ppo-cartpole" >&2; exit 2; }
+	$(CONTROL) tensorboard --name $(NAME)
+
+rerun: venv  ## train experiment NAME again from its run.json in storage, as NAME-rerun (same settings and seed)
+	@test -n "$(NAME)" || { echo "error: NAME is required, e.g. make rerun NAME=ppo-cartpole" >&2; exit 2; }
+	$(CONTROL) submit -- python -m jobs.train --rerun $(NAME)
 
 sweep-report: venv  ## rebuild a sweep's report from S3 alone (NAME=<sweep name>); copy in results/sweeps/
 	@test -n "$(NAME)" || { echo "error: NAME is required, e.g. make sweep-report NAME=cartpole-seed" >&2; exit 2; }

@@ -7,6 +7,7 @@ submit    check, then `ray job submit` an entrypoint:  submit -- python -m jobs.
 evaluate  submit jobs.evaluate and fetch its video into results/
 jobs      the cluster's Ray jobs, one line each (`ray job list`, shorter)
 report    rebuild a sweep's report from S3 alone (no Ray needed) and copy it into results/
+tensorboard  sync a run's TensorBoard event files from S3 and serve them on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--config", help="experiment YAML: its latest checkpoint")
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "evaluations")
+    board = commands.add_parser("tensorboard", help="sync a run's TensorBoard files from S3 and serve them")
+    board.add_argument("--name", required=True, help="an experiment or a sweep")
+    board.add_argument("--port", type=int, default=int(os.environ.get("TENSORBOARD_PORT") or 6006))
+    board.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "tensorboard")
     report = commands.add_parser("report", help="rebuild a sweep's report from S3; copy it into results/sweeps/")
     report.add_argument("--name", required=True, help="the sweep's name")
     report.add_argument("--output-dir", type=Path, default=REPO_ROOT / "results" / "sweeps")
@@ -115,11 +120,9 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_report(args: argparse.Namespace) -> int:
-    """Needs only the storage settings from the env file: no Ray cluster."""
+def storage_from_env(args: argparse.Namespace) -> str:
+    """The storage the cluster's env file names (or $RL_STORAGE_URI), checked: no Ray cluster needed."""
     from controlplane.submit import load_cluster_env
-    from jobs.common.reports.sweep import build_report
-    from jobs.common.storage import layout
     from jobs.common.storage import objects as storage
 
     state_dir = StateDir(args.state_dir)
@@ -127,6 +130,16 @@ def sweep_report(args: argparse.Namespace) -> int:
         load_cluster_env(state_dir)
     storage_uri = storage.resolve_storage(None)
     storage.check_storage_reachable(storage_uri)
+    return storage_uri
+
+
+def sweep_report(args: argparse.Namespace) -> int:
+    """Needs only the storage settings from the env file: no Ray cluster."""
+    from jobs.common.reports.sweep import build_report
+    from jobs.common.storage import layout
+    from jobs.common.storage import objects as storage
+
+    storage_uri = storage_from_env(args)
     report = build_report(storage_uri, args.name)
     local = args.output_dir / args.name
     sweep = layout.sweep(storage_uri, args.name)
@@ -154,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return print_jobs(StateDir(args.state_dir))
     if args.command == "report":
         return sweep_report(args)
+    if args.command == "tensorboard":
+        from controlplane.tensorboard import serve
+
+        return serve(storage_from_env(args), args.name, args.output_dir, args.port)
     provider = provider_for(args)
     return {"up": provider.up, "down": provider.down, "status": provider.status}[args.command]()
 

@@ -24,6 +24,7 @@ from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir
 from jobs.common.cluster.placement import GROUP_RESOURCES, HEAD_GROUP
 from jobs.common.errors import UserError
+from jobs.common.reports.provenance import GIT_COMMIT_VAR, GIT_DIRTY_VAR
 
 
 def load_cluster_env(state_dir: StateDir) -> dict[str, str]:
@@ -73,6 +74,18 @@ def preflight_entrypoint(entrypoint: list[str], env: Mapping[str, str]) -> None:
         raise UserError(f"{message}\n(nothing was submitted)")
 
 
+def git_provenance() -> dict[str, str]:
+    """The commit the submitted tree comes from, and whether it had changes (run.json records both)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
+    except OSError:
+        return {}
+    if commit.returncode != 0:
+        return {}
+    return {GIT_COMMIT_VAR: commit.stdout.strip(), GIT_DIRTY_VAR: "1" if status.stdout.strip() else "0"}
+
+
 def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> list[str]:
     driver_resources = json.dumps({GROUP_RESOURCES[HEAD_GROUP]: 1})
     cmd = [
@@ -89,6 +102,9 @@ def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> li
         "--entrypoint-resources",
         driver_resources,
     ]
+    provenance = git_provenance()
+    if provenance:  # no secret: a commit hash and a flag
+        cmd += ["--runtime-env-json", json.dumps({"env_vars": provenance}, separators=(",", ":"))]
     if not wait:
         cmd.append("--no-wait")
     return cmd + ["--", *entrypoint]

@@ -17,25 +17,36 @@ import math
 import os
 import sys
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 from jobs.common.cluster import capacity
 from jobs.common.cluster.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.reports import training as report
+from jobs.common.reports.metrics import RayMetrics
+from jobs.common.reports.provenance import DriverLog, keep, run_record
 from jobs.common.reports.tables import key_values
+from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config, resolved_settings
 from jobs.common.run import loop
 from jobs.common.run.preemption import StopRequest
 from jobs.common.run.state import RunState, read_pointer
-from jobs.common.schema.experiment import Experiment, load_experiment
+from jobs.common.schema.experiment import Experiment, LoadedExperiment, load_experiment, parse_experiment
 from jobs.common.storage import checkpoints, layout
 from jobs.common.storage import objects as storage
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="experiment YAML, e.g. jobs/experiments/ppo-cartpole.yaml")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="experiment YAML, e.g. jobs/experiments/ppo-cartpole.yaml")
+    source.add_argument(
+        "--rerun",
+        metavar="NAME",
+        help="run experiment NAME again from its run.json in storage (same settings and seed), as NAME-rerun",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -107,7 +118,7 @@ def progress_line(iteration: int, env_steps: int, ret: float, iter_s: float, tim
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    loaded = load_experiment(args.config, overrides_from(args))
+    loaded = load_rerun(args) if args.rerun else load_experiment(args.config, overrides_from(args))
     experiment = loaded.experiment
 
     if args.dry_run:
@@ -148,7 +159,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"experiment '{experiment.name}' already met its stop criteria; nothing to train")
         print(f"checkpoint: {latest.checkpoint}", flush=True)
         return 0
-    return train(experiment, run, state, groups)
+    # From here on the driver's output is kept, and run.json written, however the job ends.
+    log = DriverLog().start()
+    started = datetime.now(UTC)
+    outcome: dict[str, Any] = {"ended": "failed"}
+    try:
+        status = train(experiment, run, state, groups, outcome)
+        outcome["ended"] = outcome.get("stopped") or "succeeded"
+        return status
+    except KeyboardInterrupt:
+        outcome["ended"] = "interrupted"
+        raise
+    finally:
+        outcome.update(iteration=state.iteration, env_steps=state.env_steps, checkpoint=state.checkpoint)
+        record = run_record(experiment.model_dump(by_alias=True, mode="json"), outcome, started)
+        try:
+            keep(run, log, record)
+        except UserError as err:  # storage is gone: say so, do not hide the run's own outcome
+            print(f"warning: driver.log and run.json not kept: {err}", file=sys.stderr, flush=True)
+
+
+def load_rerun(args: argparse.Namespace) -> LoadedExperiment:
+    """The experiment recorded in NAME's run.json, named NAME-rerun unless --name says otherwise."""
+    storage_uri = storage.resolve_storage(args.storage)
+    run = layout.experiment(storage_uri, args.rerun)
+    record = storage.read_json(run.run_record)
+    if not isinstance(record, dict) or not isinstance(record.get("experiment"), dict):
+        raise UserError(
+            f"--rerun {args.rerun}: no run.json with an experiment at {run.run_record}; "
+            "train it first (`make train`), or check RL_STORAGE_URI"
+        )
+    experiment = dict(record["experiment"])
+    experiment["name"] = f"{args.rerun}-rerun"
+    experiment.pop("storage", None)
+    return parse_experiment(experiment, source=run.run_record, overrides=overrides_from(args))
 
 
 def _env_storage() -> str | None:
@@ -165,7 +209,7 @@ class PrintProgress(loop.Observer):
         self.history = [row for row in report.load_progress(run) if row["iteration"] <= state.iteration]
         self.saved_at = state.iteration if state.checkpoint else None
 
-    def iteration_done(self, state: RunState, seconds: float) -> None:
+    def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
         line = progress_line(state.iteration, state.env_steps, state.return_or_nan, seconds, state.time_s)
         print(line + self.suffix, flush=True)
         self.history.append(
@@ -186,7 +230,11 @@ class PrintProgress(loop.Observer):
 
 
 def train(
-    experiment: Experiment, run: layout.RunFolder, state: RunState, groups: dict[str, GroupCapacity] | None
+    experiment: Experiment,
+    run: layout.RunFolder,
+    state: RunState,
+    groups: dict[str, GroupCapacity] | None,
+    outcome: dict[str, Any],
 ) -> int:
     import ray
 
@@ -194,9 +242,10 @@ def train(
     from jobs.common.cluster.placement import CPU_GROUP, cluster_has_groups, group_request
     from jobs.common.rllib.trainer import RemoteAlgorithm, runs_in_one_actor
 
-    # From here on SIGTERM (`ray job stop`, a pod or node going away) ends the run with a checkpoint.
-    stop_request = StopRequest().install()
     ray.init(logging_level="warning")
+    # From here on SIGTERM (`ray job stop`, a pod or node going away) ends the run with a checkpoint.
+    # After ray.init(): Ray installs a SIGTERM handler of its own there (a stack dump, then exit).
+    stop_request = StopRequest().install()
     use_groups = cluster_has_groups(ray.cluster_resources())
     if not use_groups:
         print("note: this Ray cluster advertises no worker groups (cpu_group/gpu_group); Ray places components freely")
@@ -222,10 +271,14 @@ def train(
     checkpoints.write_bytes(run.experiment_file, experiment.to_yaml().encode())
 
     progress = PrintProgress(run, state, suffix)
+    tensorboard = TensorBoardLog(run)
     started = time.monotonic()
     try:
-        reason = loop.run(algo, experiment, state, run, progress, stop_request)
+        observers = loop.Observers(progress, tensorboard, RayMetrics(experiment.name))
+        reason = loop.run(algo, experiment, state, run, observers, stop_request)
+        outcome["stopped"] = reason
     finally:
+        tensorboard.close()
         timings["train_s"] = time.monotonic() - started
         started = time.monotonic()
         algo.stop()

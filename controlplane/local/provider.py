@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controlplane import processes
 from controlplane.errors import ClusterError
 from controlplane.local import raynodes, s3server
@@ -26,7 +28,7 @@ from controlplane.local.groups import NodeGroup, group_of, local_groups
 from controlplane.local.groups import capacity as group_capacity
 from controlplane.ports import free_ports, port_in_use, wait_for_port
 from controlplane.provider import ClientSettings
-from controlplane.state import StateDir
+from controlplane.state import StateDir, write_private
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
 from jobs.common.reports.tables import table
@@ -334,6 +336,35 @@ class LocalProvider:
             "Holds the local S3 server's keys: keep it private (mode 0600, git-ignored)."
         )
         self.state_dir.write_client_settings(settings, header)
+        self._write_prometheus_config(state)
+
+    def _write_prometheus_config(self, state: dict[str, Any]) -> None:
+        """`.cluster/prometheus.yml`: Prometheus finds every node's metrics through the dashboard's
+        service discovery (with the token) and scrapes them on 127.0.0.1 (Ray's SD names the host's
+        own address; the metrics agents listen on every interface)."""
+        config = {
+            "global": {"scrape_interval": "10s"},
+            "scrape_configs": [
+                {
+                    "job_name": "ray",
+                    "http_sd_configs": [
+                        {
+                            "url": f"{state['dashboard_url']}/api/prometheus/sd",
+                            "authorization": {"credentials_file": str(self.state_dir.auth_token)},
+                        }
+                    ],
+                    "relabel_configs": [
+                        {
+                            "source_labels": ["__address__"],
+                            "regex": ".*:(\\d+)",
+                            "target_label": "__address__",
+                            "replacement": "127.0.0.1:$1",
+                        }
+                    ],
+                }
+            ],
+        }
+        write_private(self.state_dir.root / "prometheus.yml", yaml.safe_dump(config, sort_keys=False))
 
     def _print_usage(self) -> None:
         env_file = self.state_dir.env_file

@@ -7,6 +7,7 @@ The tests run in file order and share one cluster (tests/e2e/conftest.py).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -108,6 +109,14 @@ def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     experiment_keys = cluster.keys(prefix.rsplit("/", 1)[0] + "/")
     for name_in_bucket in ("latest.json", "progress.csv", "learning_curve.png", "experiment.yaml"):
         assert f"{prefix.rsplit('/', 1)[0]}/{name_in_bucket}" in experiment_keys
+    # What the run keeps besides checkpoints: TensorBoard events, the driver's log and run.json.
+    run_prefix = prefix.rsplit("/", 1)[0]
+    assert any(key.startswith(f"{run_prefix}/tensorboard/events.out.tfevents") for key in experiment_keys)
+    driver_log = cluster.s3().get_object(Bucket=bucket, Key=f"{run_prefix}/driver.log")["Body"].read().decode()
+    assert "iter    1 |" in driver_log and f"checkpoint: {checkpoint}" in driver_log
+    record = json.loads(cluster.s3().get_object(Bucket=bucket, Key=f"{run_prefix}/run.json")["Body"].read())
+    assert record["experiment"]["name"] == name and record["versions"]["ray"] == "2.60.0"
+    assert len(record["git"]["commit"]) == 40 and record["ended"].startswith("episode_return_mean")
     assert "summary:" in lines
     TRAINED["checkpoint"] = checkpoint
     TRAINED["name"] = name

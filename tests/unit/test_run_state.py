@@ -121,7 +121,7 @@ def test_a_resumed_run_carries_its_counters_and_return_window_on(tmp_path):
     seen = []
 
     class Record(loop.Observer):
-        def iteration_done(self, state, seconds):
+        def iteration_done(self, state, seconds, result):
             seen.append((state.iteration, state.env_steps, state.episode_return_mean))
 
     # A new process: the algorithm's lifetime counter starts from zero again.

@@ -22,14 +22,33 @@ from jobs.common.storage import checkpoints, layout
 class Observer:
     """What the caller does around each iteration; every hook is optional."""
 
-    def iteration_done(self, state: RunState, seconds: float) -> None:
-        """After the counters are updated, before any checkpoint."""
+    def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
+        """After the counters are updated, before any checkpoint. `result` is RLlib's."""
 
     def before_checkpoint(self, state: RunState) -> None:
         """Just before a checkpoint (and its pointer) is written."""
 
     def reported(self, state: RunState, checkpointed: bool) -> None:
         """Last in every iteration, once any checkpoint is complete."""
+
+
+class Observers(Observer):
+    """Several observers, called in order."""
+
+    def __init__(self, *observers: Observer):
+        self.observers = observers
+
+    def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
+        for observer in self.observers:
+            observer.iteration_done(state, seconds, result)
+
+    def before_checkpoint(self, state: RunState) -> None:
+        for observer in self.observers:
+            observer.before_checkpoint(state)
+
+    def reported(self, state: RunState, checkpointed: bool) -> None:
+        for observer in self.observers:
+            observer.reported(state, checkpointed)
 
 
 def already_done(experiment: Experiment, state: RunState) -> str | None:
@@ -80,7 +99,7 @@ def run(
         )
         state.finished, state.stop_reason = reason is not None, reason
         preempted = reason is None and stop_request is not None and stop_request.requested
-        observer.iteration_done(state, time.monotonic() - iteration_started)
+        observer.iteration_done(state, time.monotonic() - iteration_started, result)
         due = state.iteration % every == 0 or (reason is not None and experiment.checkpoint.at_end) or preempted
         if due:
             observer.before_checkpoint(state)

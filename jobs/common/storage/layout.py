@@ -7,12 +7,14 @@
         learner_group/learner/rl_module/default_policy/   the policy alone
       latest.json                              the run's RunState; written last
       progress.csv, learning_curve.png
+      tensorboard/                             TensorBoard event files
+      driver.log, run.json                     the driver's output (scrubbed), what it takes to rerun it
       evaluations/checkpoint_000005/           episode-0.gif, result.json
 
     <storage>/<sweep>/                         SweepFolder
       sweep.json                               what the report needs to know
       tune/                                    Ray Tune's experiment (Tuner.restore)
-      trials/<trial_id>/                       a RunFolder per trial
+      trials/<trial_id>/                       a RunFolder per trial (checkpoints, latest.json, tensorboard/)
       report/                                  summary.txt, trials.csv, learning_curves.png, best.json
 
 `<storage>` is an `s3://bucket/prefix` or a local directory (objects.py).
@@ -68,6 +70,20 @@ class RunFolder:
     @property
     def learning_curve(self) -> str:
         return join(self.uri, "learning_curve.png")
+
+    @property
+    def tensorboard(self) -> str:
+        """TensorBoard event files (jobs/common/reports/tensorboard.py)."""
+        return join(self.uri, "tensorboard")
+
+    @property
+    def driver_log(self) -> str:
+        return join(self.uri, "driver.log")
+
+    @property
+    def run_record(self) -> str:
+        """run.json: what it takes to run it again (jobs/common/reports/provenance.py)."""
+        return join(self.uri, "run.json")
 
     def checkpoint(self, iteration: int) -> str:
         return join(self.uri, checkpoint_name(iteration))

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from jobs.common.reports.metrics import RayMetrics
+from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.run import loop
 from jobs.common.run.state import RunState
 from jobs.common.storage import checkpoints, layout
@@ -112,7 +114,12 @@ def run_trial(
     try:
         if start:
             checkpoints.restore(algo, start.checkpoint)
-        loop.run(algo, experiment, state, folder, ReportToTune())
+        tensorboard = TensorBoardLog(folder)
+        try:
+            metrics = RayMetrics(f"{sweep_name}/{trial_id}")
+            loop.run(algo, experiment, state, folder, loop.Observers(tensorboard, metrics, ReportToTune()))
+        finally:
+            tensorboard.close()
     finally:
         algo.stop()
 
