@@ -1,6 +1,6 @@
 """Where the time of `make train` and `make sweep` goes, as a user sees it.
 
-    python -m bench.latency [--use-running-cluster] [--skip-sweeps]
+    python -m bench.latency [--use-running-cluster] [--sweeps seed asha]
 
 Runs the commands `make train` and `make sweep` run (`python -m controlplane
 submit -- ...`) on a throw-away local cluster and timestamps every line of
@@ -112,7 +112,8 @@ def sweep_breakdown(lines: list[Line], cpus: int) -> dict[str, float | int | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--use-running-cluster", action="store_true", help="use .cluster/env's cluster")
-    parser.add_argument("--skip-sweeps", action="store_true", help="time `make train` only")
+    parser.add_argument("--sweeps", nargs="*", default=["seed", "asha"], choices=["seed", "asha"],
+                        help="which shipped sweeps to time (default both; none: `make train` only)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "latency.json")
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -124,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         lines, status = run_timed([*control, "python", "-m", "jobs.train", "--config",
                                    "jobs/experiments/ppo-cartpole.yaml", "--name", name], env)  # fmt: skip
         rows.append({"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)})
-        if not args.skip_sweeps:
+        if args.sweeps:
             cpus = int(os.cpu_count() or 2)
-            for sweep in ("seed", "asha"):
+            for sweep in args.sweeps:
                 print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml", flush=True)
                 lines, status = run_timed(
                     [*control, "python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
