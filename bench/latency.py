@@ -17,7 +17,7 @@ their output as it arrives. From the lines alone:
 and from the job's own `job_time` summary row, the driver's view of the same
 phases. For sweeps: wall time, Tune's own run, trials per minute and the share
 of the sweep during which fewer trials ran than the CPU group has CPUs (from
-the one-line progress reports). Prints a table, writes bench/out/latency.json.
+the trials' own result timestamps in Tune's experiment). Prints a table, writes bench/out/latency.json.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import bench_cluster, write_json
+from controlplane.state import StateDir, default_state_dir
 from jobs.common.reports.tables import markdown, table
+from jobs.common.storage import layout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ITER = re.compile(r"^iter\s+(\d+) \|.*iter_time\s+([\d.]+)s")
@@ -86,27 +88,52 @@ def train_breakdown(lines: list[Line]) -> dict[str, float | str | None]:
     }
 
 
-def sweep_breakdown(lines: list[Line], cpus: int) -> dict[str, float | int | None]:
-    """Wall time, Tune's run, trials/min, and the share of Tune's run with fewer trials running than CPUs."""
-    reports = [(float(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)))
-               for m in (SWEEP_PROGRESS.match(job_text(line)) for line in lines) if m]  # fmt: skip
+def sweep_breakdown(lines: list[Line]) -> dict[str, float | int | None]:
+    """Wall time, Tune's run and trials/min, from the sweep's own progress lines."""
+    reports = [
+        (float(m.group(1)), int(m.group(2))) for m in (SWEEP_PROGRESS.match(job_text(line)) for line in lines) if m
+    ]
     end = next((line.at for line in lines if job_text(line).startswith("best_checkpoint: ")), lines[-1].at)
     if not reports:
-        return {"total_s": round(end, 1), "tune_s": None, "trials": None, "trials_per_min": None, "underused": None}
-    tune_s, done, total = reports[-1][0], reports[-1][1], reports[-1][2]
-    # Between two reports, the earlier one's running count holds.
-    underused = sum(
-        later[0] - earlier[0]
-        for earlier, later in zip(reports, reports[1:], strict=False)
-        if earlier[3] < min(cpus, total - earlier[1])
-    )
+        return {"total_s": round(end, 1), "tune_s": None, "trials": None, "trials_per_min": None}
+    tune_s, done = reports[-1]
     return {
         "total_s": round(end, 1),
         "tune_s": round(tune_s, 1),
         "trials": done,
         "trials_per_min": round(done / tune_s * 60, 1) if tune_s else None,
-        "underused": f"{underused / tune_s:.0%}" if tune_s else None,
     }
+
+
+def underused(intervals: list[tuple[float, float]], cpus: int) -> float | None:
+    """The share of the sweep's span (first trial start to last trial end) during which fewer trials
+    ran than there are CPUs, except at the end when fewer trials were left than CPUs."""
+    if not intervals:
+        return None
+    start, end = min(a for a, _ in intervals), max(b for _, b in intervals)
+    edges = sorted({t for interval in intervals for t in interval})
+    short = 0.0
+    for left, right in zip(edges, edges[1:], strict=False):
+        running = sum(a <= left and b >= right for a, b in intervals)
+        left_to_start = sum(a >= right for a, _ in intervals)
+        if running < cpus and running + left_to_start >= cpus:
+            short += right - left
+    return short / (end - start) if end > start else None
+
+
+def trial_intervals(env: dict[str, str], storage_uri: str, name: str) -> list[tuple[float, float]]:
+    """Each trial's [start, end] in wall-clock seconds, from its results in Tune's experiment (in storage):
+    a trial starts one `time_this_iter_s` (its actor's set-up and build included) before its first result."""
+    from ray.tune import ExperimentAnalysis
+
+    os.environ.update(env)
+    analysis = ExperimentAnalysis(layout.sweep(storage_uri, name).tune)
+    intervals = []
+    for frame in analysis.trial_dataframes.values():
+        if len(frame) and "timestamp" in frame and "time_this_iter_s" in frame:
+            first = float(frame["timestamp"].iloc[0]) - float(frame["time_this_iter_s"].iloc[0])
+            intervals.append((first, float(frame["timestamp"].iloc[-1])))
+    return intervals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +156,18 @@ def main(argv: list[str] | None = None) -> int:
             cpus = int(os.cpu_count() or 2)
             for sweep in args.sweeps:
                 print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml", flush=True)
+                name_of_sweep = f"bench-latency-{stamp}-{sweep}"
                 lines, status = run_timed(
                     [*control, "python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
-                     "--name", f"bench-latency-{stamp}-{sweep}"], env)  # fmt: skip
-                rows.append({"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines, cpus)})
+                     "--name", name_of_sweep], env)  # fmt: skip
+                row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
+                state_dir = StateDir(
+                    default_state_dir() if args.use_running_cluster else Path(env["CLUSTER_STATE_DIR"])
+                )
+                client = {**env, **state_dir.read_env()}
+                share = underused(trial_intervals(client, client["RL_STORAGE_URI"], name_of_sweep), cpus)
+                row["underused"] = None if share is None else f"{share:.0%}"
+                rows.append(row)
 
     train = rows[0]
     columns = ["phase", "seconds"]
@@ -142,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(rows) > 1:
         keys = ["run", "total_s", "tune_s", "trials", "trials_per_min", "underused", "exit"]
         print("\n" + table(keys, [[row.get(key, "-") for key in keys] for row in rows[1:]]))
-        print("underused: share of Tune's run with fewer trials running than the CPU group's CPUs")
+        print(
+            "underused: share of the sweep's span with fewer trials running than the CPU group's CPUs "
+            "(while more were waiting), from the trials' own result timestamps"
+        )
     print("\n" + markdown(columns, phases))
     write_json(args.out, "latency", stamp, rows)
     return 0 if all(row["exit"] == 0 for row in rows) else 1

@@ -1,6 +1,6 @@
 """bench/latency.py's breakdown, from timestamped lines as `make train` / `make sweep` print them."""
 
-from bench.latency import Line, sweep_breakdown, train_breakdown
+from bench.latency import Line, sweep_breakdown, train_breakdown, underused
 
 
 def test_train_breakdown_splits_the_command_into_its_phases():
@@ -26,17 +26,22 @@ def test_train_breakdown_splits_the_command_into_its_phases():
     assert phases["driver_job_time"] == "build 9.5s, train 3.1s, shutdown 1.0s, report 0.4s"
 
 
-def test_sweep_breakdown_counts_the_time_with_fewer_trials_running_than_cpus():
+def test_sweep_breakdown_reads_the_sweeps_own_progress_lines():
     report = "[{:6.1f}s] trials {}/4 done | {} running | {} pending | 0 errored | best episode_return_mean n/a"
     lines = [
-        Line(3.0, report.format(0.0, 0, 1, 3)),  # 10 s with one trial on 2 CPUs: underused
-        Line(13.0, report.format(10.0, 0, 2, 2)),
+        Line(3.0, report.format(0.0, 0, 1, 3)),
         Line(43.0, report.format(40.0, 2, 2, 0)),
-        Line(53.0, report.format(50.0, 3, 1, 0)),  # one trial left: not underused
         Line(63.0, report.format(60.0, 4, 0, 0)),
         Line(65.0, "best_checkpoint: s3://b/p/s/trials/t1/checkpoint_000010"),
     ]
-    result = sweep_breakdown(lines, cpus=2)
-    assert result["total_s"] == 65.0 and result["tune_s"] == 60.0
-    assert result["trials"] == 4 and result["trials_per_min"] == 4.0
-    assert result["underused"] == "17%"  # 10 of 60 s
+    result = sweep_breakdown(lines)
+    assert result == {"total_s": 65.0, "tune_s": 60.0, "trials": 4, "trials_per_min": 4.0}
+
+
+def test_underused_is_the_share_of_the_span_with_a_cpu_idle_while_trials_wait():
+    # Two CPUs. 0-10: one trial while three wait (underused); 10-30: two; 30-40: the last one alone
+    # (nothing left to start: not underused).
+    intervals = [(0.0, 20.0), (10.0, 30.0), (20.0, 40.0), (20.0, 30.0)]
+    assert underused(intervals, cpus=2) == 0.25
+    assert underused([(0.0, 10.0), (0.0, 10.0)], cpus=2) == 0.0
+    assert underused([], cpus=2) is None
