@@ -43,6 +43,20 @@ def bench_cluster(use_running: bool) -> Iterator[dict[str, str]]:
         )
 
 
+def submitting(entrypoint: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`python -m controlplane submit -- <entrypoint>` (what `make train`/`make sweep` run),
+    its output (stdout and stderr together) streamed line by line from `.stdout`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "submit", "--", *entrypoint],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+
+
 def write_json(out: Path, benchmark: str, when: str, rows: list[dict], **extra) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

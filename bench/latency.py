@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import bench_cluster, write_json
+from bench.common import bench_cluster, submitting, write_json
 from controlplane.state import StateDir, default_state_dir
 from jobs.common.reports.tables import markdown, table
 from jobs.common.storage import layout
@@ -48,11 +47,10 @@ class Line:
     text: str
 
 
-def run_timed(command: list[str], env: dict[str, str]) -> tuple[list[Line], int]:
+def run_timed(entrypoint: list[str], env: dict[str, str]) -> tuple[list[Line], int]:
+    """`make train`/`make sweep`'s command, each output line timestamped as it arrives."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
+    process = submitting(entrypoint, env)
     lines = []
     assert process.stdout is not None
     for text in process.stdout:
@@ -144,12 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "latency.json")
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    control = [sys.executable, "-m", "controlplane", "submit", "--"]
     rows = []
     with bench_cluster(args.use_running_cluster) as env:
         name = f"bench-latency-{stamp}"
         print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
-        lines, status = run_timed([*control, "python", "-m", "jobs.train", "--config",
+        lines, status = run_timed(["python", "-m", "jobs.train", "--config",
                                    "jobs/experiments/ppo-cartpole.yaml", "--name", name], env)  # fmt: skip
         rows.append({"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)})
         if args.sweeps:
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml", flush=True)
                 name_of_sweep = f"bench-latency-{stamp}-{sweep}"
                 lines, status = run_timed(
-                    [*control, "python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
+                    ["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
                      "--name", name_of_sweep], env)  # fmt: skip
                 row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
                 state_dir = StateDir(

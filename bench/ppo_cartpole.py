@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +37,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import bench_cluster, write_json
+from bench.common import bench_cluster, submitting, write_json
 from jobs.common.reports.tables import table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,15 +99,7 @@ def follow(lines: Iterable[str], target: float, clock: Callable[[], float], star
 def run_job(entrypoint: list[str], env: dict[str, str], target: float) -> dict:
     """Submit, stream, and time the first progress line at or above `target`."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controlplane", "submit", "--", *entrypoint],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
+    process = submitting(entrypoint, env)
     result = follow(process.stdout, target, time.monotonic, started)
     status = process.wait()
     return {"exit_status": status, **result, "wall_total_s": round(time.monotonic() - started, 1)}

@@ -32,13 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import bench_cluster, sweep_summary, write_json
+from bench.common import bench_cluster, submitting, sweep_summary, write_json
 from bench.plain_tune_sweep import (
     RLLIB_MAIN_PROCESS_CPUS,
     RLLIB_PPO_ENV_RUNNERS,
@@ -72,15 +71,7 @@ KEYS += ["wall_s", "done_per_min", "best_steps", "exit_status"]
 
 def submit(entrypoint: list[str], env: dict[str, str]) -> tuple[int, list[str], float]:
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controlplane", "submit", "--", *entrypoint],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
+    process = submitting(entrypoint, env)
     lines = []
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
