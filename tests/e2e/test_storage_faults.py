@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
 import time
 from pathlib import Path
@@ -81,14 +82,10 @@ class S3Server:
         return sorted(o["Key"] for o in listing.get("Contents", []) if not o["Key"].endswith("/"))
 
 
-@pytest.fixture
-def s3(tmp_path, monkeypatch):
-    server = S3Server(tmp_path / "s3")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.keys["access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.keys["secret_access_key"])
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv(checkpoints.LOCAL_DIR_ENV_VAR, str(tmp_path / "local"))
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One S3 server for the module, stopped by PID at the end; tests that stop it get it back."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
     try:
         server.start()
         yield server
@@ -96,7 +93,31 @@ def s3(tmp_path, monkeypatch):
         server.stop()
 
 
-RUN = layout.experiment(f"s3://{BUCKET}/experiments", "run")
+@pytest.fixture
+def s3(server, tmp_path, monkeypatch):
+    """The module's server, running (a test may have stopped it); each test writes its own run, RUN."""
+    if server.pid is None:
+        server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.keys["access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.keys["secret_access_key"])
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv(checkpoints.LOCAL_DIR_ENV_VAR, str(tmp_path / "local"))
+    monkeypatch.setattr(sys.modules[__name__], "RUN", layout.experiment(f"s3://{BUCKET}/experiments", tmp_path.name))
+    return server
+
+
+RUN = layout.experiment(f"s3://{BUCKET}/experiments", "run")  # each test's own, set by the s3 fixture
+
+
+def under(checkpoint: str) -> str:
+    """A checkpoint's key prefix in the bucket, e.g. under("checkpoint_000002")."""
+    return RUN.uri.split("/", 3)[3] + f"/{checkpoint}/"
+
+
+def local_copy(tmp_path: Path, checkpoint: str) -> Path:
+    """Where a checkpoint's local copy is kept when its upload fails."""
+    return tmp_path / "local" / RUN.uri.removeprefix("s3://") / checkpoint
 
 
 def save(iteration: int) -> str:
@@ -131,16 +152,16 @@ def test_upload_interrupted_half_way_never_becomes_latest(s3, monkeypatch, tmp_p
         save(2)
     message = str(raised.value)
     assert "cannot reach the S3 endpoint" in message and "after 3s of retries" in message
-    local = tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002"
+    local = local_copy(tmp_path, "checkpoint_000002")
     assert f"a local copy is kept on {os.uname().nodename} at {local}" in message
     assert len(list(local.iterdir())) == FILES + 1  # the parts and experiment.yaml
 
     s3.start()
-    half = s3.keys_under("experiments/run/checkpoint_000002/")
+    half = s3.keys_under(under("checkpoint_000002"))
     assert 0 < len(half) < FILES + 1, half  # really half-written
     pointer = latest()
     assert pointer.checkpoint == first and pointer.iteration == 1
-    assert len(s3.keys_under("experiments/run/checkpoint_000001/")) == FILES + 1
+    assert len(s3.keys_under(under("checkpoint_000001"))) == FILES + 1
     record(
         fault="S3 server stopped half-way through an upload (3 of 7 files; 3 s retry budget)",
         outcome="write failed with the local copy named; latest.json still names checkpoint_000001",
@@ -172,9 +193,9 @@ def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, caps
     assert time.monotonic() - stopped_at[0] >= outage_s
     assert "retrying in" in capsys.readouterr().out
     assert len(uploaded) >= FILES + 1
-    assert len(s3.keys_under("experiments/run/checkpoint_000002/")) == FILES + 1
+    assert len(s3.keys_under(under("checkpoint_000002"))) == FILES + 1
     assert latest().checkpoint == second
-    assert not (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002").exists()
+    assert not (local_copy(tmp_path, "checkpoint_000002")).exists()
     record(
         fault=f"S3 server stopped for {outage_s:.0f} s mid-upload (stand-alone S3)",
         outcome="upload retried until the server was back; all 7 objects in; latest.json updated",
@@ -183,12 +204,16 @@ def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, caps
     )
 
 
-def test_deleted_bucket_stops_at_once_naming_the_bucket(s3, tmp_path):
-    save(1)
+def test_deleted_bucket_stops_at_once_naming_the_bucket(s3, tmp_path, monkeypatch):
+    # A bucket of its own: the module's is shared by the other tests.
+    doomed = "doomed-" + secrets.token_hex(4)
     client = s3.client()
-    for key in s3.keys_under(""):
-        client.delete_object(Bucket=BUCKET, Key=key)
-    client.delete_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket=doomed)
+    monkeypatch.setattr(sys.modules[__name__], "RUN", layout.experiment(f"s3://{doomed}/experiments", "run"))
+    save(1)
+    for key in [o["Key"] for o in client.list_objects_v2(Bucket=doomed).get("Contents", [])]:
+        client.delete_object(Bucket=doomed, Key=key)
+    client.delete_bucket(Bucket=doomed)
 
     started = time.monotonic()
     with pytest.raises(StorageError) as raised:
@@ -196,11 +221,11 @@ def test_deleted_bucket_stops_at_once_naming_the_bucket(s3, tmp_path):
     stopped_s = time.monotonic() - started
     assert stopped_s < 30, "a deleted bucket is not an outage to wait out"
     assert not raised.value.transient
-    assert f"bucket '{BUCKET}' does not exist" in str(raised.value)
-    assert (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002" / "part_0.bin").exists()
+    assert f"bucket '{doomed}' does not exist" in str(raised.value)
+    assert (local_copy(tmp_path, "checkpoint_000002") / "part_0.bin").exists()
     record(
         fault="bucket deleted before a checkpoint write (stand-alone S3)",
-        outcome=f"stopped after {stopped_s:.1f} s: bucket '{BUCKET}' does not exist; local copy kept",
+        outcome=f"stopped after {stopped_s:.1f} s: bucket '{doomed}' does not exist; local copy kept",
         recover_s=None,
         lost="0: the checkpoint's local copy is kept",
     )
@@ -224,7 +249,7 @@ def test_revoked_credentials_stop_at_once_naming_the_credential(s3, monkeypatch,
     assert stopped_s < 30
     assert expected in str(raised.value)
     assert s3.keys["secret_access_key"] not in str(raised.value)
-    assert (tmp_path / "local" / BUCKET / "experiments/run/checkpoint_000002" / "part_0.bin").exists()
+    assert (local_copy(tmp_path, "checkpoint_000002") / "part_0.bin").exists()
     record(
         fault=f"{variable} revoked before a checkpoint write (stand-alone S3)",
         outcome=f"stopped after {stopped_s:.1f} s: '{expected}'; local copy kept",
