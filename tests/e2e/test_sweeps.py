@@ -147,9 +147,10 @@ def ray_cli(cluster, *args: str) -> subprocess.CompletedProcess:
 
 def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     name = f"e2e-resume-{RUN}"
-    # No early solves: every trial runs to 80 iterations (a checkpoint every 10), so a trial caught with
-    # a checkpoint and 60 or more iterations to go is still unfinished when `ray job stop` has stopped it.
-    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=80000", "--set", FIFO,
+    # No early solves: every trial runs to 40 iterations (a checkpoint every 5), so a trial caught with
+    # a checkpoint and 30 or more iterations to go is still unfinished when `ray job stop` has stopped it.
+    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=40000", "--set", FIFO,
+            "--set", "overrides={checkpoint: {every_n_iterations: 5}}",
             "--set", "stop.episode_return_mean=null", "--set", "best=null")  # fmt: skip
     config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 1 sample = 4 trials
     submitted = sweep(cluster, *args, config=config, wait=False)
@@ -157,11 +158,11 @@ def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     job_id = job_id_of(submitted.stdout)
     client = cluster.jobs()
 
-    # Stop it once a trial has finished and another has an early checkpoint (iteration 10 or 20).
+    # Stop it once a trial has finished and another has an early checkpoint (iteration 5 or 10).
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         pointers = trial_pointers(cluster, name).values()
-        if any(p["finished"] for p in pointers) and any(not p["finished"] and p["iteration"] <= 20 for p in pointers):
+        if any(p["finished"] for p in pointers) and any(not p["finished"] and p["iteration"] <= 10 for p in pointers):
             break
         assert str(client.get_job_status(job_id)) not in ("SUCCEEDED", "FAILED"), client.get_job_logs(job_id)[-3000:]
         time.sleep(1)
