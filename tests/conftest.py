@@ -5,6 +5,33 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 
+# `make test` runs two pytest-xdist workers, and each group below runs in one worker, in the order
+# tests/e2e/conftest.py gives it. The tests on the session's local cluster are one group; the fault
+# tests, which kill its head, its nodes and its S3 server, are another, with a cluster of their own
+# (a worker starts the session's cluster for the first test that needs it); the container tests are a
+# third. The unit tests fill in around them. Ray and Docker spend much of a test waiting (node
+# start-up, health checks, an S3 outage), so the groups overlap well on two cores.
+CLUSTER_GROUPS = {
+    **{
+        f"tests/e2e/{module}.py": "local-cluster"
+        for module in ("test_gpu_scaling", "test_load", "test_local_spine", "test_preemption", "test_security",
+                       "test_sweeps", "test_teardown")
+    },
+    "tests/e2e/test_faults.py": "faults-cluster",
+}  # fmt: skip
+GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": "docker"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadgroup, by module (pytest 9 ignores the group suffix xdist 3.8 adds to node ids)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return GROUPS.get(nodeid.split("::")[0], nodeid)
+
+    return ByGroup(config, log)
+
 
 @pytest.fixture(autouse=True)
 def _no_stray_cluster_env(monkeypatch):

@@ -16,7 +16,7 @@ import pytest
 from controlplane import processes
 from controlplane.ports import free_port
 from controlplane.state import StateDir
-from tests.conftest import REPO_ROOT
+from tests.conftest import CLUSTER_GROUPS, REPO_ROOT
 from tests.e2e import procfs
 
 
@@ -92,6 +92,11 @@ LAST = (
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: next((i + 1 for i, m in enumerate(LAST) if item.nodeid.startswith(m)), 0))
+    # The xdist groups (tests/conftest.py) go by module: a module on the session's cluster that is in
+    # no group would have its tests spread over the workers, each starting a cluster of its own.
+    using = {item.nodeid.split("::")[0] for item in items if "cluster" in item.fixturenames}
+    if strays := sorted(using - set(CLUSTER_GROUPS)):
+        raise pytest.UsageError(f"add {strays} to CLUSTER_GROUPS in tests/conftest.py: they use the `cluster` fixture")
 
 
 @pytest.fixture(scope="session")
@@ -118,8 +123,12 @@ def cluster(tmp_path_factory):
         yield cluster
     finally:
         state = cluster.state.load()
+        footprint = None
         if state:
             markers.add(state["cluster_id"])
+            # Judged as tests/e2e/test_teardown.py judges it, for every session cluster (the fault
+            # tests' own one too): by the kernel, not by the marker `down` goes by.
+            footprint = procfs.cluster_footprint(cluster)
         down = cluster.control("down", timeout=120)
         # Whatever `down` missed, by our marker only: never other Ray processes. Then fail
         # loudly: a down that leaves processes behind is a bug, not something to tidy up.
@@ -127,3 +136,5 @@ def cluster(tmp_path_factory):
         processes.kill_pids(leftovers)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not leftovers, f"cluster-down left processes of the cluster running: {leftovers}"
+        if footprint:
+            procfs.assert_nothing_left(*footprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 
@@ -76,3 +77,28 @@ def listening_sockets(of: set[int] | list[int] | None = None) -> list[tuple[str,
 
 def is_loopback(address: str) -> bool:
     return address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def cluster_footprint(cluster) -> tuple[dict[int, str], set[int], Path]:
+    """Every process started since cluster-up that holds a file, folder or socket of the cluster
+    (its state folder, Ray's temp folder), the ports they listen on, and Ray's temp folder."""
+    state = cluster.state.load()
+    assert state, "the cluster is not up: nothing to check"
+    ray_dir = Path(state["ray_temp_dir"]).resolve()
+    roots = (str(ray_dir), str(cluster.state.root.resolve()))
+    started_since = pids() - cluster.pids_before_up - {os.getpid()}
+    held = {pid: command_line(pid) for pid in started_since if any(p.startswith(roots) for p in open_paths(pid))}
+    ports = {port for _, port, _, _ in listening_sockets(set(held))}
+    return held, ports, ray_dir
+
+
+def assert_nothing_left(processes: dict[int, str], ports: set[int], ray_dir: Path) -> None:
+    """After cluster-down: none of the footprint's processes alive, ports bound, or Ray's folder there."""
+    deadline = time.monotonic() + 10  # a killed process takes a moment to be reaped
+    while time.monotonic() < deadline and set(processes) & pids():
+        time.sleep(0.2)
+    alive = {pid: command for pid, command in processes.items() if pid in pids()}
+    assert not alive, f"still running after cluster-down: {alive}"
+    bound = {port for _, port, _, _ in listening_sockets() if port in ports}
+    assert not bound, f"ports of the cluster still listening after cluster-down: {sorted(bound)}"
+    assert not ray_dir.exists(), f"Ray's temp folder {ray_dir} is still there"
