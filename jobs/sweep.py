@@ -24,10 +24,11 @@ from typing import Any
 
 from jobs.common.cluster import capacity
 from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
-from jobs.common.storage import layout
+from jobs.common.storage import checkpoints, layout
 from jobs.common.storage import objects as storage
 
 EXIT_INTERRUPTED = 130
@@ -116,14 +117,6 @@ def _nothing_to_resume(storage_uri: str, name: str) -> str:
 
 
 def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
-    import ray
-    from ray import tune
-
-    from jobs.common.reports.sweep import short_names
-    from jobs.common.sweeps.progress import SweepProgress
-    from jobs.common.sweeps.trial import run_trial
-    from jobs.common.sweeps.tune import param_space, scheduler, search_algorithm
-
     folder = layout.sweep(storage_uri, sweep.name)
     experiment_path = folder.tune
     resuming = _exists(storage_uri, sweep.name)
@@ -135,6 +128,27 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
     for note in sweep.notes:
         print(note, flush=True)
 
+    # From here on the driver's output (the trials' lines included) is kept beside the sweep, however it ends.
+    log = DriverLog().start()
+    try:
+        return _run(sweep, storage_uri, folder, resuming)
+    finally:
+        try:
+            checkpoints.write_bytes(folder.driver_log, log.text().encode())
+        except UserError as err:  # storage is gone: say so, do not hide the sweep's own outcome
+            print(f"warning: driver.log not kept: {err}", file=sys.stderr, flush=True)
+
+
+def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: bool) -> int:
+    import ray
+    from ray import tune
+
+    from jobs.common.reports.sweep import short_names
+    from jobs.common.sweeps.progress import SweepProgress
+    from jobs.common.sweeps.trial import run_trial
+    from jobs.common.sweeps.tune import param_space, scheduler, search_algorithm
+
+    experiment_path = folder.tune
     keep_s3_keys_out_of_trial_runtime_envs()
     ray.init(logging_level="warning")
     from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP, cluster_has_groups, group_request

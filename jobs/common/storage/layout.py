@@ -164,6 +164,11 @@ class SweepFolder:
         return RunFolder(join(self.uri, "trials", trial_id))
 
     @property
+    def driver_log(self) -> str:
+        """The sweep driver's output, scrubbed (the last job's: a resumed sweep writes it again)."""
+        return join(self.uri, "driver.log")
+
+    @property
     def report(self) -> str:
         return join(self.uri, "report")
 
