@@ -154,7 +154,9 @@ def test_rerunning_an_experiment_resumes_from_its_latest_checkpoint(cluster):
     iterations = [line for line in ours(job_lines(second.stdout)) if line.startswith("iter ")]
     assert [line.split()[1] for line in iterations] == ["3"]
     steps_after = env_steps_of(iterations[0])
-    assert steps_after > steps_before
+    # One more iteration's worth (the first run sampled steps_before in 2), not the restored
+    # algorithm's own lifetime counter added again.
+    assert 0.8 * steps_before / 2 <= steps_after - steps_before <= 1.2 * steps_before / 2, (steps_before, steps_after)
     assert ours(job_lines(second.stdout))[-1].endswith(f"/{name}/checkpoint_000003")
     bucket = cluster.client_env()["RL_BUCKET"]
     progress = cluster.s3().get_object(Bucket=bucket, Key=f"experiments/{name}/progress.csv")["Body"].read().decode()

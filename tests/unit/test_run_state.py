@@ -16,9 +16,9 @@ from jobs.common.storage import checkpoints, layout
 class FakeAlgorithm:
     """What the loop needs of an RLlib Algorithm: train() results and save_to_path()."""
 
-    def __init__(self, returns, steps_per_iteration=1000):
+    def __init__(self, returns, steps_per_iteration=1000, restored_steps=0):
         self.returns = list(returns)
-        self.steps = 0
+        self.steps = restored_steps  # RLlib restores an algorithm's lifetime counters with its checkpoint
         self.per_iteration = steps_per_iteration
         self.saved = []
 
@@ -26,7 +26,8 @@ class FakeAlgorithm:
         self.steps += self.per_iteration
         ret = self.returns.pop(0)
         episodes = {"episode_return_mean": ret, "num_episodes": 10, "episode_len_mean": ret}
-        return {"num_env_steps_sampled_lifetime": self.steps, "env_runners": episodes if ret is not None else {}}
+        runners = {"num_env_steps_sampled": self.per_iteration, **(episodes if ret is not None else {})}
+        return {"num_env_steps_sampled_lifetime": self.steps, "env_runners": runners}
 
     def save_to_path(self, path):
         Path(path, layout.POLICY_PATH).mkdir(parents=True)
@@ -124,10 +125,20 @@ def test_a_resumed_run_carries_its_counters_and_return_window_on(tmp_path):
         def iteration_done(self, state, seconds, result):
             seen.append((state.iteration, state.env_steps, state.episode_return_mean))
 
-    # A new process: the algorithm's lifetime counter starts from zero again.
+    # A new algorithm whose lifetime counter starts from zero again.
     loop.run(FakeAlgorithm([200.0]), experiment(iterations=3), resumed, run, Record())
     # Ten episodes at 200 fill the window of ten alone; steps add to the earlier run's.
     assert seen == [(3, 3000, 200.0)]
+
+
+def test_a_restored_algorithms_own_lifetime_counter_is_not_counted_twice(tmp_path):
+    """RLlib restores `num_env_steps_sampled_lifetime` with the checkpoint: a resumed run (a
+    training job, a trial back from a drained node) must not add it to its own count again."""
+    run = layout.experiment(str(tmp_path), "exp")
+    loop.run(FakeAlgorithm([100.0, 100.0]), experiment(iterations=2), RunState(), run, loop.Observer())
+    resumed = read_pointer(run)
+    loop.run(FakeAlgorithm([200.0], restored_steps=2000), experiment(iterations=3), resumed, run, loop.Observer())
+    assert (resumed.iteration, resumed.env_steps) == (3, 3000)
 
 
 def test_iterations_without_episodes_leave_the_return_unknown_and_the_run_going(tmp_path):

@@ -79,14 +79,21 @@ def run(
     every = experiment.checkpoint.every_n_iterations
     target = experiment.stop.episode_return_mean
     window = ReturnWindow(experiment.metrics_smoothing_episodes, state.return_window)
-    # Lifetime counters restart with the process: add what earlier runs did.
+    # Counters carry on from the run resumed: add what this algorithm sampled to what earlier runs did.
+    # RLlib restores an algorithm's lifetime counter with its checkpoint (a new one starts at 0), so
+    # it is counted from where it stood before this loop's first iteration, never from 0.
     steps_before, time_before = state.env_steps, state.time_s
+    lifetime_at_start: int | None = None
     started = time.monotonic()
     while True:
         iteration_started = time.monotonic()
         result = algo.train()
         state.iteration += 1
-        state.env_steps = steps_before + int(result.get("num_env_steps_sampled_lifetime", 0))
+        lifetime = int(result.get("num_env_steps_sampled_lifetime", 0))
+        if lifetime_at_start is None:
+            this_iteration = (result.get("env_runners") or {}).get("num_env_steps_sampled")
+            lifetime_at_start = lifetime - int(this_iteration) if this_iteration is not None else 0
+        state.env_steps = steps_before + lifetime - lifetime_at_start
         state.episode_return_mean = window.add(result)
         state.return_window = window.history
         state.episode_len_mean = _finite(result.get("env_runners", {}).get("episode_len_mean"))
