@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from controlplane.containers import images as image_build
-from controlplane.containers.daemon import Engine, OwnDaemon, cache_dir
-from controlplane.containers.provider import CLUSTER_LABEL, ROLE_LABEL, STATE_LABEL
+from controlplane.containers.daemon import Engine, OwnDaemon, cache_dir, docker_cli
+from controlplane.containers.provider import CLUSTER_LABEL, GCS_PORT, HEAD_GROUP, ROLE_LABEL, STATE_LABEL
 from controlplane.ports import free_port
 from controlplane.state import StateDir
 from tests.conftest import REPO_ROOT
@@ -459,6 +459,67 @@ def test_worker_container_killed_mid_training_cluster_up_repairs_it_and_the_run_
     assert first == latest["iteration"] + 1
     assert lines[-1].startswith("checkpoint: s3://"), lines[-5:]
     print(f"killed, repaired and resumed to the end in {time.monotonic() - killed_at:.0f}s")
+
+
+def test_a_drained_worker_container_checkpoints_its_sweep_trials_which_resume_there_uncounted(
+    docker_cluster, docker_engine
+):
+    """Preemption of a sweep: the worker's preStop hook (`python -m jobs.common.run.preemption
+    --drain-this-node`, as the KubeRay manifests run it) drains the node through Ray's drain API; each
+    trial on it checkpoints the iteration it is on; the container is then killed (the node goes),
+    cluster-up brings one back, and the trials go on from those checkpoints. max_failures is 0: a
+    failure that Tune counted would end a trial in ERROR."""
+    cluster = docker_cluster
+    name = f"docker-drain-{RUN}"
+    args = ("--name", name, "--set", "num_samples=1", "--set", "scheduler={type: fifo}", "--set", "max_failures=0",
+            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=100000",
+            "--set", "stop.episode_return_mean=null", "--set", "best=null",
+            "--set", "overrides={checkpoint: {every_n_iterations: 100}}")  # fmt: skip
+    submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.sweep",
+                                "--config", "jobs/sweeps/cartpole-seed.yaml", *args)  # fmt: skip
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    client = cluster.jobs()
+    deadline = time.monotonic() + 300
+    while not re.search(r"\| 2 running \| .* \| best episode_return_mean \d", client.get_job_logs(job_id)):
+        assert time.monotonic() < deadline, client.get_job_logs(job_id)[-3000:]
+        assert str(client.get_job_status(job_id)) in ("PENDING", "RUNNING"), client.get_job_logs(job_id)[-3000:]
+        time.sleep(0.5)
+
+    worker = cluster.state.load()["containers"]["cpu-workers"]
+    hook = ["python", "-m", "jobs.common.run.preemption", "--drain-this-node", "--address", f"{HEAD_GROUP}:{GCS_PORT}"]
+    prestop = subprocess.Popen([docker_cli(), "exec", worker, *hook], env=docker_engine.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    drained_at = time.monotonic()
+    try:
+        pattern = r"trial (\w+): preempted \(node draining, \d+ s before it goes\): checkpoint (\S+) at iteration (\d+)"
+        while len(saved := re.findall(pattern, client.get_job_logs(job_id))) < 2:
+            assert time.monotonic() - drained_at < 60, client.get_job_logs(job_id)[-3000:]
+            time.sleep(0.5)
+        saved_s = time.monotonic() - drained_at
+    finally:
+        prestop.kill()
+        hook_output = prestop.communicate()[0]
+    assert "draining node" in hook_output, hook_output
+    for trial_id, checkpoint, iteration in saved:
+        # The checkpoint of the iteration each trial was on, through the normal path (its pointer names it).
+        assert checkpoint.endswith(f"/trials/{trial_id}/checkpoint_{int(iteration):06d}")
+        pointer = json.loads(read_object(cluster, prefix_of(cluster, name) + f"trials/{trial_id}/latest.json"))
+        assert (pointer["checkpoint"], pointer["iteration"]) == (checkpoint, int(iteration))
+
+    docker_engine.docker("kill", worker)  # the node goes
+    repaired = cluster.control("up", timeout=300)
+    assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
+    assert wait_for_job(cluster, job_id, timeout=600) == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
+    logs = client.get_job_logs(job_id)
+    for trial_id, checkpoint, iteration in saved:
+        assert f"trial {trial_id}: resumed from {checkpoint} at iteration {iteration}" in logs, [
+            line for line in logs.splitlines() if "resumed from" in line or "preempted" in line
+        ]
+    assert any(line.startswith(f"sweep {name}: 2 of 2 trials 2 finished") for line in ours(logs.splitlines())), logs[
+        -3000:
+    ]
+    print(f"drained: both trials checkpointed {saved_s:.1f}s after the drain; resumed to the end")
 
 
 def test_cluster_down_removes_every_container_network_and_volume_and_keeps_the_s3_data(docker_cluster, docker_engine):

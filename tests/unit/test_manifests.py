@@ -314,3 +314,18 @@ def test_the_head_gives_running_jobs_time_to_checkpoint_before_it_goes(rendered)
     assert head["lifecycle"]["preStop"]["exec"]["command"] == ["python", "-m", "jobs.common.run.preemption",
                                                                "--stop-running-jobs"]  # fmt: skip
     assert pod["terminationGracePeriodSeconds"] > PREEMPTION_GRACE_S
+
+
+def test_every_worker_drains_its_node_before_it_goes(rendered):
+    """Preemption on a worker: the preStop hook drains the node (trials checkpoint and are restarted
+    elsewhere), and the grace period outlasts the hook's wait."""
+    from jobs.common.run.preemption import DRAIN_WAIT_S
+
+    _, objects = rendered
+    cluster = next(obj for obj in objects if obj["kind"] == "RayCluster")
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        worker = pod["containers"][0]
+        hook = ["python", "-m", "jobs.common.run.preemption", "--drain-this-node"]
+        assert worker["lifecycle"]["preStop"]["exec"]["command"] == hook, group["groupName"]
+        assert pod["terminationGracePeriodSeconds"] > DRAIN_WAIT_S, group["groupName"]

@@ -1,4 +1,5 @@
-"""A checkpoint on preemption: SIGTERM ends a run at the next iteration boundary.
+"""A checkpoint on preemption: SIGTERM ends a run at the next iteration boundary,
+and a node being drained ends the sweep trials on it the same way.
 
 `ray job stop`, a pod being deleted (KubeRay, after its preStop hook) and the
 cluster launcher taking a node away all send the driver SIGTERM, then SIGKILL
@@ -43,6 +44,79 @@ class StopRequest:
         return f"preempted ({self.signal_name})" if self.signal_name else None
 
 
+class NodeDrain:
+    """Set when the node this process runs on is being drained.
+
+    Ray's drain API is how a node is taken away gracefully: autoscaler v2 drains a node before
+    removing it, the worker pods' preStop hook drains their own node (`--drain-this-node`, below),
+    and `ray drain-node` does it by hand. A sweep trial checks after every iteration (at most once
+    a second, one GCS call), checkpoints the iteration it is on, then waits for the node to go:
+    its actor then dies as preempted, which Tune does not count against `max_failures`, and the
+    trial is restarted elsewhere from that checkpoint.
+    """
+
+    def __init__(self, check_every_s: float = 1.0) -> None:
+        self.check_every_s = check_every_s
+        self.deadline_ms: int | None = None
+        self._checked_at = -check_every_s
+
+    @property
+    def requested(self) -> str | None:
+        if self.deadline_ms is None and time.monotonic() - self._checked_at >= self.check_every_s:
+            self._checked_at = time.monotonic()
+            self.deadline_ms = _this_nodes_drain_deadline_ms()
+        if self.deadline_ms is None:
+            return None
+        left = f", {self.seconds_left():.0f} s before it goes" if self.deadline_ms else ""
+        return f"preempted (node draining{left})"
+
+    def seconds_left(self) -> float:
+        return max(0.0, (self.deadline_ms or 0) / 1000 - time.time())
+
+    def wait_for_the_node_to_go(self, after_deadline_s: float = PREEMPTION_GRACE_S) -> None:
+        """Block until the node is removed (this process dies with it); a node still here
+        `after_deadline_s` past its deadline (or, with no deadline, after that long) was not taken:
+        raise, and Tune retries the trial from its checkpoint."""
+        time.sleep(self.seconds_left() + after_deadline_s)
+        raise RuntimeError(f"the node was drained but is still here {after_deadline_s:.0f} s after its deadline")
+
+
+def _this_nodes_drain_deadline_ms() -> int | None:
+    """The drain deadline of this process's node (0: no deadline), or None when it is not draining."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    draining = ray._private.worker.global_worker.gcs_client.get_draining_nodes()  # {node id (hex): deadline ms}
+    return draining.get(node_id)
+
+
+def drain_this_node(address: str, grace_s: float = PREEMPTION_GRACE_S) -> int:
+    """A worker pod's preStop hook: ask the GCS to drain this node as preempted, with a deadline of
+    the grace period. Ray then schedules nothing new here; the sweep trials on it checkpoint the
+    iteration they are on (NodeDrain). Waits until they have had the time for that."""
+    import ray
+    from ray.core.generated import autoscaler_pb2
+
+    ray.init(address=address, logging_level="error")
+    node_id = ray.get_runtime_context().get_node_id()
+    deadline_ms = int((time.time() + grace_s) * 1000)
+    accepted, why = ray._private.worker.global_worker.gcs_client.drain_node(
+        node_id, autoscaler_pb2.DRAIN_NODE_REASON_PREEMPTION, "pod terminating (preStop)", deadline_ms
+    )
+    ray.shutdown()
+    if not accepted:
+        print(f"drain of node {node_id} refused: {why}", flush=True)
+        return 1
+    print(f"draining node {node_id}: its trials checkpoint the iteration they are on", flush=True)
+    # An iteration and a checkpoint: the trials check for the drain after every iteration.
+    time.sleep(DRAIN_WAIT_S)
+    return 0
+
+
+# How long the preStop hook waits after draining: one iteration of a sweep trial and its checkpoint.
+DRAIN_WAIT_S = 30
+
+
 def stop_running_jobs(address: str = "http://127.0.0.1:8265", grace_s: float = PREEMPTION_GRACE_S) -> int:
     """The head pod's preStop hook: `ray job stop` every running job (SIGTERM to its driver,
     which checkpoints the iteration it is on) and wait, within the grace period, until they end."""
@@ -66,6 +140,11 @@ if __name__ == "__main__":
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m jobs.common.run.preemption")
-    parser.add_argument("--stop-running-jobs", action="store_true", required=True, help="the head's preStop hook")
-    parser.add_argument("--address", default="http://127.0.0.1:8265")
-    sys.exit(stop_running_jobs(parser.parse_args().address))
+    hook = parser.add_mutually_exclusive_group(required=True)
+    hook.add_argument("--stop-running-jobs", action="store_true", help="the head's preStop hook")
+    hook.add_argument("--drain-this-node", action="store_true", help="a worker's preStop hook")
+    parser.add_argument("--address", help="Jobs API (head) or GCS address (worker; default: this node's)")
+    args = parser.parse_args()
+    if args.stop_running_jobs:
+        sys.exit(stop_running_jobs(args.address or "http://127.0.0.1:8265"))
+    sys.exit(drain_this_node(args.address or "auto"))

@@ -13,7 +13,8 @@ On a restart the trial takes the newer of Tune's checkpoint and its own
 pointer: the pointer is written as soon as a checkpoint is complete, while
 Tune's experiment state can lag by seconds when the driver dies. A trial that
 had already met its stop criteria reports that result again and trains no
-further.
+further. A trial whose node is being drained checkpoints the iteration it is
+on and waits for the node to go (jobs/common/run/preemption.py, NodeDrain).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from jobs.common.reports.metrics import RayMetrics
 from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.run import loop
+from jobs.common.run.preemption import NodeDrain
 from jobs.common.run.state import RunState
 from jobs.common.storage import checkpoints, layout
 from jobs.common.storage import objects as storage
@@ -117,9 +119,17 @@ def run_trial(
         tensorboard = TensorBoardLog(folder)
         try:
             metrics = RayMetrics(f"{sweep_name}/{trial_id}")
-            loop.run(algo, experiment, state, folder, loop.Observers(tensorboard, metrics, ReportToTune()))
+            observers = loop.Observers(tensorboard, metrics, ReportToTune())
+            drain = NodeDrain()
+            ended = loop.run(algo, experiment, state, folder, observers, stop_request=drain)
         finally:
             tensorboard.close()
+        if not state.finished and drain.requested:
+            # The checkpoint of this iteration is in storage and Tune has it: wait for the node to go.
+            print(
+                f"trial {trial_id}: {ended}: checkpoint {state.checkpoint} at iteration {state.iteration}", flush=True
+            )
+            drain.wait_for_the_node_to_go()
     finally:
         algo.stop()
 
