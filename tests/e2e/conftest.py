@@ -126,8 +126,8 @@ def cluster(tmp_path_factory):
         footprint = None
         if state:
             markers.add(state["cluster_id"])
-            # Judged as tests/e2e/test_teardown.py judges it, for every session cluster (the fault
-            # tests' own one too): by the kernel, not by the marker `down` goes by.
+            # Still up (a run of some of the tests only): judged as tests/e2e/test_teardown.py judges
+            # it, by the kernel, not by the marker `down` goes by.
             footprint = procfs.cluster_footprint(cluster)
         down = cluster.control("down", timeout=120)
         # Whatever `down` missed, by our marker only: never other Ray processes. Then fail

@@ -3,10 +3,8 @@ and mid-training, the head dies mid-sweep. What must hold: `make cluster-up`
 brings the missing part back, the run resumes from S3, a crash costs at most
 one checkpoint interval, and no finished trial runs again.
 
-Marked `chaos` (`make test-chaos` runs them all). Run alone or in one process,
-they come after every other e2e module, on the same cluster; `make test` gives
-them a worker and a cluster of their own (tests/conftest.py), next to the
-container tests. The mid-training worker kill takes 3-4 minutes, so it is also
+Marked `chaos` (`make test-chaos` runs them all); they run after every other
+e2e module on the session's cluster. The mid-training worker kill takes 3-4 minutes, so it is also
 `slow`: out of the default suite, which must fit CI's budget. The head kill is
 in CI again: it once failed there because a `ray job submit` right after
 cluster-up found the Jobs API not yet serving (Ray 2.60's dashboard starts its

@@ -1,9 +1,8 @@
-"""Last on the session's cluster (tests/e2e/conftest.py orders it after the
-faults when they share it): `cluster-down` leaves nothing behind, judged by the
-kernel, not by the rule `down` itself applies (the marker in each process's
-environment). The session fixture makes the same check when it takes down a
-cluster still up, so the fault tests' own cluster (`make test` runs them in a
-worker of their own) is judged the same way.
+"""Last of the end-to-end run (tests/e2e/conftest.py orders it after the faults):
+`cluster-down` leaves nothing behind, judged by the kernel, not by the rule
+`down` itself applies (the marker in each process's environment). The session
+fixture makes the same check whenever it takes down a cluster still up (a run
+of some of the tests only).
 
 Before `down`, the cluster's footprint is read from /proc: every process
 started since cluster-up that holds a file, folder or socket of the cluster
