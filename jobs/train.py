@@ -30,6 +30,7 @@ from jobs.common.reports.tables import key_values
 from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config, resolved_settings
+from jobs.common.rllib.trainer import runs_in_one_actor
 from jobs.common.run import loop
 from jobs.common.run.preemption import StopRequest
 from jobs.common.run.state import RunState, read_pointer
@@ -82,15 +83,20 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | None, use_groups: bool = True):
-    """Check the plan against the cluster's capacity, then build and validate
-    the PPOConfig; Ray's own checks become UserErrors too."""
+def check_placement(experiment: Experiment, groups: dict[str, GroupCapacity] | None) -> None:
+    """The plan checked against the cluster's capacity."""
     try:
         plan = placement_plan(experiment, groups)
     except ValueError as err:
         raise UserError(f"experiment '{experiment.name}': {err}") from None
     if groups is not None:
         check_fits(plan, groups)
+
+
+def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | None, use_groups: bool = True):
+    """Check the plan against the cluster's capacity, then build and validate
+    the PPOConfig; Ray's own checks become UserErrors too."""
+    check_placement(experiment, groups)
     try:
         config = build_ppo_config(experiment, use_groups=use_groups, groups=groups)
         config.validate()
@@ -149,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         # The first line of a resumed run says so (before Ray logs anything).
         print(f"resumed from {latest.checkpoint} at iteration {latest.iteration}", flush=True)
     groups = capacity.from_env()
-    check_ray_config(experiment, groups)
+    if args.check or not runs_in_one_actor(experiment):
+        check_ray_config(experiment, groups)
+    else:
+        # The actor that trains builds and validates the config (jobs/common/rllib/trainer.py): this
+        # driver imports no RLlib for it (3 s of CPU; `make train` ran --check before submitting).
+        check_placement(experiment, groups)
     if args.check:
         return 0
     state = latest or RunState()
@@ -240,7 +251,7 @@ def train(
 
     from jobs.common.cluster import build_gate
     from jobs.common.cluster.placement import CPU_GROUP, cluster_has_groups, group_request
-    from jobs.common.rllib.trainer import RemoteAlgorithm, runs_in_one_actor
+    from jobs.common.rllib.trainer import RemoteAlgorithm
 
     ray.init(logging_level="warning")
     # From here on SIGTERM (`ray job stop`, a pod or node going away) ends the run with a checkpoint.

@@ -37,7 +37,17 @@ class TrainerActor:
         from jobs.common.rllib.ppo import build_ppo_config
 
         self.experiment = parse_experiment(experiment, source="<trainer>").experiment
-        self.algo = build_ppo_config(self.experiment, in_process_gpus=0).build_algo()
+        # Ray's own checks of the settings, as one clear message from ready() (a constructor that
+        # raises reaches the driver as a dead actor and a traceback).
+        self.failed: UserError | None = None
+        try:
+            self.algo = build_ppo_config(self.experiment, in_process_gpus=0).build_algo()
+        except (ValueError, TypeError) as err:
+            self.failed = UserError(f"experiment '{self.experiment.name}': Ray rejects the settings: {err}")
+
+    def ready(self) -> None:
+        if self.failed:
+            raise self.failed
 
     def train(self) -> dict[str, Any]:
         result = self.algo.train()
@@ -68,7 +78,11 @@ class RemoteAlgorithm:
         options: dict[str, Any] = {"num_cpus": experiment.learners.num_cpus_per_learner, "resources": resources}
         actor_class = ray.remote(TrainerActor).options(**options)
         self.actor = actor_class.remote(experiment.model_dump(by_alias=True, mode="json"))
-        self._get(self.actor.__ray_ready__.remote())  # built (or failed) before the first iteration
+        try:
+            self._get(self.actor.ready.remote())  # built (or failed) before the first iteration
+        except BaseException:
+            ray.kill(self.actor)
+            raise
 
     def train(self) -> dict[str, Any]:
         return self._get(self.actor.train.remote())
