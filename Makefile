@@ -58,11 +58,10 @@ export DELETE_S3_DATA
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-# --no-compile: byte-compiling all of torch and Ray took 40 of pip's 100 s; Python compiles what it imports.
 venv: $(STAMP)  ## create .venv with the locked dependencies
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: cluster-up train evaluate  ## quick start: local cluster, train PPO, evaluate it
@@ -101,7 +100,7 @@ sweep-report: venv  ## rebuild a sweep's report from S3 alone (NAME=<sweep name>
 	$(CONTROL) report --name $(NAME)
 
 test: venv lint  ## lint, then the test suite (unit + end-to-end on a local cluster); CI runs this
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --durations=20
 
 lint: venv  ## ruff: lint and formatting
 	$(VENV)/bin/ruff check .
