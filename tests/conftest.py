@@ -9,8 +9,6 @@ CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 # tests/e2e/conftest.py gives it: the tests on the session's local cluster (the fault tests last) in
 # one, the container tests in the other, with the unit tests around them. Ray and Docker spend much
 # of a test waiting (node start-up, health checks, an S3 outage), so the two overlap on two cores.
-# A third group on a second local cluster was tried and was slower: two clusters' trials on two
-# cores (1,017 s against 621 s).
 CLUSTER_GROUPS = {
     f"tests/e2e/{module}.py": "local-cluster"
     for module in ("test_faults", "test_gpu_scaling", "test_load", "test_local_spine", "test_preemption",
