@@ -6,9 +6,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 
 # `make test` runs two pytest-xdist workers, and each group below runs in one worker, in the order
-# tests/e2e/conftest.py gives it: the tests on the session's local cluster (the fault tests last) in
-# one, the container tests in the other, with the unit tests around them. Ray and Docker spend much
-# of a test waiting (node start-up, health checks, an S3 outage), so the two overlap on two cores.
+# tests/e2e/conftest.py gives it: the unit tests and the tests on the session's local cluster (the
+# fault tests last) in one, the container tests (their own dockerd and cluster) in the other. Ray and
+# Docker spend much of a test waiting (node start-up, health checks, an S3 outage), so the two overlap
+# on two cores. The unit tests never run beside the local cluster: some start, signal and kill
+# processes of their own, and in one run with them beside it the cluster's nodes all got SIGTERM.
 CLUSTER_GROUPS = {
     f"tests/e2e/{module}.py": "local-cluster"
     for module in ("test_faults", "test_gpu_scaling", "test_load", "test_local_spine", "test_preemption",
@@ -23,7 +25,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByGroup(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return GROUPS.get(nodeid.split("::")[0], nodeid)
+            module = nodeid.split("::")[0]
+            return GROUPS.get(module) or ("local-cluster" if module.startswith("tests/unit/") else nodeid)
 
     return ByGroup(config, log)
 
