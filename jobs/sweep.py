@@ -28,7 +28,7 @@ from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
-from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
 
 EXIT_INTERRUPTED = 130
@@ -134,7 +134,7 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
         return _run(sweep, storage_uri, folder, resuming)
     finally:
         try:
-            checkpoints.write_bytes(folder.driver_log, log.text().encode())
+            log.write_to(folder.driver_log)
         except UserError as err:  # storage is gone: say so, do not hide the sweep's own outcome
             print(f"warning: driver.log not kept: {err}", file=sys.stderr, flush=True)
 

@@ -351,10 +351,9 @@ def download_wheels(pins: Pins, variants: tuple[str, ...], into: Path) -> None:
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="rl-wheelhouse-") as work:
+        # The images' requirements, torch aside: what common/ holds, and the constraints on torch's own.
         requirements = Path(work) / "requirements.txt"
         requirements.write_text("\n".join(image_requirements(pins)) + "\n")
-        constraints = Path(work) / "constraints.txt"
-        constraints.write_text("\n".join(image_requirements(pins)) + "\n")
         pip = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--quiet"]
         _pip([*pip, "--no-deps", "-d", str(into / "common"), "-r", str(requirements)])
         if "cpu" in variants:
@@ -365,7 +364,7 @@ def download_wheels(pins: Pins, variants: tuple[str, ...], into: Path) -> None:
             else:
                 _pip([*pip, "--no-deps", "--extra-index-url", TORCH_INDEX_CPU, "-d", str(into / "cpu"), torch_cpu])
         if "gpu" in variants:
-            _pip([*pip, "-c", str(constraints), "-d", str(into / "gpu"), f"torch==={pins.torch}"])
+            _pip([*pip, "-c", str(requirements), "-d", str(into / "gpu"), f"torch==={pins.torch}"])
     if "cpu" in variants and not list((into / "cpu").glob(f"torch-{pins.torch}+cpu-*.whl")):
         raise ClusterError(f"no CPU build of torch {pins.torch} in {into / 'cpu'}")
     (into / ".complete").touch()  # last: a download cut short is never taken for a wheelhouse

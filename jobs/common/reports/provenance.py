@@ -82,6 +82,10 @@ class DriverLog:
     def text(self) -> str:
         return scrub(self.copy.getvalue())
 
+    def write_to(self, uri: str) -> None:
+        """What was printed so far, scrubbed, to `uri` (a run's or a sweep's driver.log)."""
+        checkpoints.write_bytes(uri, self.text().encode())
+
 
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
@@ -113,5 +117,5 @@ def run_record(experiment: dict[str, Any], outcome: dict[str, Any], started: dat
 
 def keep(run: layout.RunFolder, log: DriverLog, record: dict[str, Any]) -> None:
     """Write driver.log and run.json beside the run (scrubbed), with the checkpoints' retries."""
-    checkpoints.write_bytes(run.driver_log, log.text().encode())
+    log.write_to(run.driver_log)
     checkpoints.write_bytes(run.run_record, scrub(json.dumps(record, indent=2, default=str)).encode())
