@@ -18,6 +18,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.lock | cut -d' ' -f1)
+# uv installs the lock in about a quarter of pip's time: it unpacks and byte-compiles in parallel (compiled
+# up front, as pip does: with PYTHONDONTWRITEBYTECODE set, every Ray worker would compile Ray and torch again).
+# uv does not read pip's configuration, so pip's find-links (where a machine keeps wheels, such as a CPU torch)
+# are handed on.
+UV_VERSION := 0.13.8
+PIP_FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 CONTROL := $(PY) -m controlplane
 
 PROVIDER ?= local
@@ -61,7 +67,8 @@ help:  ## this list
 venv: $(STAMP)  ## create .venv with the locked dependencies
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode $(foreach link,$(PIP_FIND_LINKS),--find-links $(link)) -r requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: cluster-up train evaluate  ## quick start: local cluster, train PPO, evaluate it
