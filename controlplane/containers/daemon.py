@@ -103,8 +103,18 @@ class Engine:
     def info(self) -> dict:
         return json.loads(self.docker("info", "--format", "{{json .}}").stdout)
 
+    def image_id(self, ref: str) -> str | None:
+        result = self.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
     def image_exists(self, ref: str) -> bool:
-        return self.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False).returncode == 0
+        return self.image_id(ref) is not None
+
+    def remove_if_untagged(self, image_id: str) -> None:
+        """Drop an image a rebuild replaced (left untagged), unless a tag or a container still uses it."""
+        tags = self.docker("image", "inspect", "--format", "{{len .RepoTags}}", image_id, check=False)
+        if tags.returncode == 0 and tags.stdout.strip() == "0":
+            self.docker("image", "rm", image_id, check=False)
 
     def image_size(self, ref: str) -> int:
         return int(self.docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())

@@ -221,6 +221,7 @@ class ImageBuilder:
             cmd += ["--label", f"{name}={value}"]
         cmd.append(str(context))
         say("$ " + " ".join(cmd))
+        replaced = self.engine.image_id(tag)
         started = time.monotonic()
         result = subprocess.run(cmd, env=self.engine.env(extra_env), capture_output=True, text=True)
         seconds = time.monotonic() - started
@@ -230,6 +231,9 @@ class ImageBuilder:
         if result.returncode != 0:
             tail = "\n  ".join((result.stdout + result.stderr).strip().splitlines()[-25:])
             raise ClusterError(f"building {tag} failed (exit {result.returncode}); full log {log}:\n  {tail}")
+        if replaced and replaced != self.engine.image_id(tag):
+            # Every code change rebuilds the project images; the old ones (GBs each) would pile up.
+            self.engine.remove_if_untagged(replaced)
         self.built.append(Built(tag, seconds, note=cache_note(result.stdout + result.stderr)))
 
     def seaweedfs(self) -> None:
