@@ -6,17 +6,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 
 # `make test` runs two pytest-xdist workers, and each group below runs in one worker, in the order
-# tests/e2e/conftest.py gives it: the unit tests and the tests on the session's local cluster (the
-# fault tests last) in one, the container tests (their own dockerd and cluster) in the other. Ray and
-# Docker spend much of a test waiting (node start-up, health checks, an S3 outage), so the two overlap
-# on two cores. The unit tests never run beside the local cluster: some start, signal and kill
-# processes of their own, and in one run with them beside it the cluster's nodes all got SIGTERM.
+# tests/e2e/conftest.py gives it. "local-cluster": the unit tests, then the tests on that worker's
+# session cluster, the secret scan after them. "containers-then-faults": the container tests (their
+# own dockerd and cluster), then the fault tests on a local cluster of their own (they kill its nodes
+# and head), their own secret scan, and last the independent cluster-down check. The two weigh about
+# the same, and Ray and Docker spend much of a test waiting (node start-up, health checks, an S3
+# outage), so they overlap well on two cores. The unit tests never run beside the session cluster's
+# tests: some start, signal and kill processes of their own.
+SECOND = "containers-then-faults"
 CLUSTER_GROUPS = {
-    f"tests/e2e/{module}.py": "local-cluster"
-    for module in ("test_faults", "test_gpu_scaling", "test_load", "test_local_spine", "test_preemption",
-                   "test_security", "test_sweeps", "test_teardown")
+    **{f"tests/e2e/{module}.py": "local-cluster"
+       for module in ("test_gpu_scaling", "test_load", "test_local_spine", "test_preemption", "test_security",
+                      "test_sweeps")},
+    **{f"tests/e2e/{module}.py": SECOND for module in ("test_faults", "test_teardown")},
 }  # fmt: skip
-GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": "docker"}
+GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": SECOND}
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -77,11 +77,12 @@ def job_id_of(output: str) -> str:
     return found[0]
 
 
-# The security scan runs once the bucket, the jobs and the logs hold a full run
-# (training, resume, evaluation, the GPU stand-in, sweeps) and before anything
-# restarts the head (a restarted head forgets every earlier job and its logs):
-# then the faults, then the spine's cluster down/up, and last the independent
-# check that cluster-down leaves nothing behind.
+# The unit tests come first. On the session cluster of the "local-cluster" worker (tests/conftest.py)
+# the security scan runs once the bucket, the jobs and the logs hold a full run (training, resume,
+# evaluation, the GPU stand-in, sweeps) and before anything restarts the head (a restarted head
+# forgets every earlier job and its logs); then the spine's cluster down/up. The fault tests run on
+# a cluster of their own in the other worker, scan it for secrets last (test_faults.py), and after
+# them comes the independent check that cluster-down leaves nothing behind (test_teardown.py).
 LAST = (
     "tests/e2e/test_security.py",
     "tests/e2e/test_faults.py",
@@ -90,8 +91,14 @@ LAST = (
 )
 
 
+def order(nodeid: str) -> int:
+    if nodeid.startswith("tests/unit/"):
+        return -1
+    return next((i + 1 for i, module in enumerate(LAST) if nodeid.startswith(module)), 0)
+
+
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: next((i + 1 for i, m in enumerate(LAST) if item.nodeid.startswith(m)), 0))
+    items.sort(key=lambda item: order(item.nodeid))
     # The xdist groups (tests/conftest.py) go by module: a module on the session's cluster that is in
     # no group would have its tests spread over the workers, each starting a cluster of its own.
     using = {item.nodeid.split("::")[0] for item in items if "cluster" in item.fixturenames}

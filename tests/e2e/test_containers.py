@@ -72,7 +72,7 @@ def exclusive(path: Path) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped before the fault tests that follow in the same worker
 def docker_engine() -> Iterator[Engine]:
     problem = docker_missing()
     if problem:

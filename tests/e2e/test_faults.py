@@ -3,8 +3,11 @@ and mid-training, the head dies mid-sweep. What must hold: `make cluster-up`
 brings the missing part back, the run resumes from S3, a crash costs at most
 one checkpoint interval, and no finished trial runs again.
 
-Marked `chaos` (`make test-chaos` runs them all); they run after every other
-e2e module on the session's cluster. The mid-training worker kill takes 3-4 minutes, so it is also
+Marked `chaos` (`make test-chaos` runs them all). In `make test` they run on a
+local cluster of their own, in the worker that ran the container tests first
+(tests/conftest.py), and end with the secret scan of tests/e2e/test_security.py
+on that cluster; run alone, in one process, they come after every other e2e
+module on the session's cluster. The mid-training worker kill takes 3-4 minutes, so it is also
 `slow`: out of the default suite, which must fit CI's budget. The head kill is
 in CI again: it once failed there because a `ray job submit` right after
 cluster-up found the Jobs API not yet serving (Ray 2.60's dashboard starts its
@@ -185,6 +188,8 @@ def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
 def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster):
     name = f"chaos-head-{RUN}"
     args = ("--name", name, *SHORT_SWEEP)
+    # The kill takes the head's job records and Ray's temp folder (driver logs) with it: scan them first.
+    assert_no_secret_so_far(cluster)
     with fault_row("head killed mid-sweep (GCS and the driver gone)") as row:
         submitted = sweep(cluster, *args, config=SEED_SWEEP, wait=False)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -343,3 +348,21 @@ def wait_for_checkpoint(cluster, name: str, iteration: int, timeout: float = 600
 
 def latest_prefix(cluster, latest: dict) -> str:
     return latest["checkpoint"].split("/", 3)[3] + "/"
+
+
+def assert_no_secret_so_far(cluster) -> None:
+    """tests/e2e/test_security.py's scan (every object in the bucket, every job the head knows with
+    its logs, every file in the state folder and in Ray's temp folder). In `make test` the fault
+    tests have a cluster of their own (tests/conftest.py), which that module never sees."""
+    from tests.e2e.test_security import find_secrets, secrets_of
+
+    assert find_secrets(cluster, secrets_of(cluster)) == []
+
+
+def test_no_secret_anywhere_after_the_faults(cluster):
+    """Last of the fault tests. The head kill took the earlier jobs' records and Ray's temp folder
+    with it: the head-kill test ran the same scan before its kill."""
+    keys = cluster.keys()
+    for name in (f"chaos-worker-{RUN}", f"chaos-head-{RUN}", f"chaos-s3-{RUN}"):
+        assert any(f"/{name}/" in key for key in keys), f"expected the fault runs before the scan: no {name}"
+    assert_no_secret_so_far(cluster)

@@ -62,15 +62,15 @@ def test_dry_run_checks_against_the_cluster_capacity(cluster):
 @needs_no_gpus
 def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(cluster):
     name = f"stand-in-{RUN}"
-    # The point is where the learners run, and that two of them learn together: to a return of 200
+    # The point is where the learners run, and that two of them learn together: to a return of 100
     # (random play scores about 20), not the experiment's 450.
-    result = cluster.train("--gpu-fallback", "cpu", "--name", name, "--set", "stop.episode_return_mean=200",
+    result = cluster.train("--gpu-fallback", "cpu", "--name", name, "--set", "stop.episode_return_mean=100",
                            config="jobs/experiments/ppo-cartpole-gpu.yaml")  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     lines = ours(job_lines(result.stdout))
     progress = [line for line in lines if line.startswith("iter ")]
     assert progress and all(line.endswith("| cpu stand-in for 2 GPU learners") for line in progress)
-    assert float(re.search(r"return\s+([\d.]+)", progress[-1]).group(1)) >= 200
+    assert float(re.search(r"return\s+([\d.]+)", progress[-1]).group(1)) >= 100
 
     # Where did Ray run them? The state API keeps the job's (now dead) actors. Asked from a fresh
     # process: Ray fixes its auth mode when first imported, and this one may have imported it without.

@@ -1,9 +1,10 @@
 """Security on the local cluster: token authentication everywhere, servers on
 127.0.0.1 where they can be told to, and no secret anywhere after a full run.
 
-Runs after every other e2e module (tests/e2e/conftest.py orders it last), so
-the bucket, the job list and the logs hold a full run: training, resume,
-evaluation and sweeps.
+Runs after the other e2e modules of its worker (tests/e2e/conftest.py orders
+it), so the bucket, the job list and the logs hold a full run: training,
+resume, evaluation and sweeps. The fault tests, on a cluster of their own in
+`make test`, run the same scan on theirs (tests/e2e/test_faults.py).
 """
 
 from __future__ import annotations
