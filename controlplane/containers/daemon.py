@@ -107,6 +107,10 @@ class Engine:
         result = self.docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
         return result.stdout.strip() if result.returncode == 0 else None
 
+    def image_label(self, ref: str, key: str) -> str | None:
+        result = self.docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}', ref, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
     def image_exists(self, ref: str) -> bool:
         return self.image_id(ref) is not None
 

@@ -14,7 +14,8 @@
 
 Every build after the root filesystem runs with --network=none: nothing is
 fetched inside a build, and no secret is passed to one (no build argument or
-file holds a key or a token). Each step prints the command it runs.
+file holds a key or a token). Each step prints the command it runs. An image
+whose inputs (`inputs_digest`) are those it was built from is kept as it is.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ NOT_IN_IMAGES = (
     "kubernetes-validate",
 )
 VARIANTS = ("cpu", "gpu")
+# The digest of everything a build reads (see `inputs_digest`), kept on the image it built.
+INPUTS_LABEL = "org.ray-rl.inputs"
 
 
 @dataclass(frozen=True)
@@ -213,8 +216,17 @@ class ImageBuilder:
         labels: dict[str, str] | None = None,
         context: Path = REPO_ROOT,
     ) -> None:
+        base_images = {name: self.engine.image_id(value) or "" for name, value in build_args.items()
+                       if name.endswith("_IMAGE")}  # fmt: skip
+        digest = inputs_digest(REPO_ROOT / dockerfile, {**build_args, **base_images, **(labels or {})}, context)
+        if self.engine.image_label(tag, INPUTS_LABEL) == digest:
+            # Nothing it reads has changed. BuildKit would find every step cached too, but only after
+            # taking in the whole context again (the 3 GB wheelhouse: ~27 s in a fresh clone).
+            self.built.append(Built(tag, 0.0, note="inputs unchanged: kept"))
+            return
         cmd, extra_env = build_command(self.engine)
         cmd += ["--network=none", "--progress=plain", "-f", str(REPO_ROOT / dockerfile), "-t", tag]
+        cmd += ["--label", f"{INPUTS_LABEL}={digest}"]
         for name, value in build_args.items():
             cmd += ["--build-arg", f"{name}={value}"]
         for name, value in (labels or {}).items():
@@ -379,6 +391,36 @@ def link_or_copy(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:  # another file system
         shutil.copy2(source, target)
+
+
+def context_paths(context: Path) -> list[Path]:
+    """The paths of a build context a build can read: the `!` lines of its .dockerignore
+    (which ignores everything else, as this repository's does), else the whole context."""
+    ignore = context / ".dockerignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    if "*" not in lines:
+        return [context]
+    return [context / line[1:].strip("/") for line in lines if line.startswith("!")]
+
+
+def inputs_digest(dockerfile: Path, settings: dict[str, str], context: Path) -> str:
+    """A digest of what a build reads: the Dockerfile, its settings (base images by ID) and the
+    context's files. Wheels count by name and size (a wheel's name holds its version; the
+    wheelhouse is 3 GB); everything else by content. __pycache__ folders are never copied."""
+    digest = hashlib.sha256(dockerfile.read_bytes())
+    for name, value in sorted(settings.items()):
+        digest.update(f"\0{name}={value}".encode())
+    for root in context_paths(context):
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            relative = path.relative_to(context).as_posix()
+            if path.suffix == ".whl":
+                digest.update(f"\0{relative}:{path.stat().st_size}".encode())
+            else:
+                digest.update(f"\0{relative}:".encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:24]
 
 
 def cache_note(log: str) -> str:

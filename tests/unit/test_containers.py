@@ -217,3 +217,32 @@ def test_build_log_says_whether_every_step_came_from_the_cache():
     assert images.cache_note(cached) == "cached"
     fresh = "#4 [1/3] FROM x\n#5 [2/3] COPY a b\n#5 CACHED\n#6 [3/3] RUN c\n#6 DONE 12.0s\n"
     assert images.cache_note(fresh) == "1 of 2 steps run"
+
+
+def test_the_inputs_digest_follows_what_a_build_reads_and_nothing_else(tmp_path):
+    (tmp_path / ".dockerignore").write_text("*\n!requirements.lock\n!jobs/\n!docker/wheels/\njobs/**/__pycache__\n")
+    (tmp_path / "Dockerfile").write_text("FROM base\n")
+    (tmp_path / "requirements.lock").write_text("ray==2.60.0\n")
+    (tmp_path / "jobs" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "jobs" / "train.py").write_text("print(1)\n")
+    (tmp_path / "docker" / "wheels").mkdir(parents=True)
+    (tmp_path / "docker" / "wheels" / "ray-2.60.0-py3-none-any.whl").write_bytes(b"x" * 10)
+    dockerfile = tmp_path / "Dockerfile"
+
+    def digest(settings=None):
+        return images.inputs_digest(dockerfile, settings or {"BASE_IMAGE": "sha256:1"}, tmp_path)
+
+    first = digest()
+    (tmp_path / "README.md").write_text("not in the context")
+    (tmp_path / "jobs" / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"compiled")
+    assert digest() == first
+    for change in (
+        lambda: (tmp_path / "jobs" / "train.py").write_text("print(2)\n"),
+        lambda: (tmp_path / "requirements.lock").write_text("ray==2.61.0\n"),
+        lambda: (tmp_path / "docker" / "wheels" / "torch-2.13.0-cp311-none-any.whl").write_bytes(b"t"),
+        lambda: dockerfile.write_text("FROM base\nUSER 1000\n"),
+    ):
+        before = digest()
+        change()
+        assert digest() != before
+    assert digest({"BASE_IMAGE": "sha256:2"}) != digest({"BASE_IMAGE": "sha256:1"})
