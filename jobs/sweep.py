@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep = load_sweep(args.config, overrides_from(args))
     groups = capacity.from_env()
     check_trial_fits(sweep, groups)
-    check_ray_settings(sweep)
+    if not args.check:
+        # Before any trial starts (else each would fail alike); not before submission: the check there
+        # imports no RLlib (2.7 CPU-seconds), as jobs/train.py's does not.
+        check_ray_settings(sweep)
     if args.dry_run:
         configured = sweep.spec.storage or os.environ.get(storage.STORAGE_ENV_VAR)
         print(json.dumps(plan(sweep, storage.resolve_storage(configured) if configured else None, groups), indent=2))
