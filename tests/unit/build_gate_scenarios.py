@@ -1,5 +1,6 @@
-"""Build-gate scenarios for tests/unit/test_build_gate.py, each in a fresh process
-with a small in-process Ray (stopped by ray.shutdown). Prints one JSON line."""
+"""Build-gate scenarios for tests/unit/test_build_gate.py, in a fresh process with a
+small in-process Ray (stopped by ray.shutdown), one after the other (each uses a
+gate of its own). Prints one JSON line: each scenario's outcome by name."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ SCENARIOS = {"second-waits": second_waits, "lease-expires": lease_expires}
 if __name__ == "__main__":
     ray.init(num_cpus=1, include_dashboard=False, logging_level="error", namespace="gate-test")
     try:
-        outcome = SCENARIOS[sys.argv[1]]()
+        outcomes = {name: SCENARIOS[name]() for name in sys.argv[1:]}
     finally:
         ray.shutdown()
-    print(json.dumps(outcome), flush=True)
+    print(json.dumps(outcomes), flush=True)
