@@ -10,6 +10,13 @@ from jobs.common.rllib.plans import in_process_plan, learner_plan, placement_pla
 from jobs.common.schema.experiment import Experiment
 
 
+def rejection(err: Exception) -> str:
+    """Ray's reason for rejecting a config, without the advice RLlib appends on a second line
+    (`config.experimental(_validate_config=False)`, a switch users of this project do not have)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def build_ppo_config(
     experiment: Experiment,
     use_groups: bool = True,
