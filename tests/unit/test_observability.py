@@ -54,6 +54,29 @@ def test_event_files_land_in_the_runs_folder_and_tensorboard_reads_them(tmp_path
     assert "losses/vf_loss" in events.Tags()["scalars"]
 
 
+def test_a_driver_writes_event_files_without_importing_torch(tmp_path):
+    """A training job's driver trains nothing: tensorboardX would import torch (1.3 CPU-seconds)."""
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    script = (
+        "import sys; from jobs.common.reports.tensorboard import TensorBoardLog; "
+        "from jobs.common.run.state import RunState; from jobs.common.storage import layout; "
+        f"log = TensorBoardLog(layout.experiment({str(tmp_path)!r}, 'exp')); "
+        "log.iteration_done(RunState(iteration=1, env_steps=2000, episode_return_mean=10.0), 2.0, {}); "
+        "log.close(); print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(layout.experiment(str(tmp_path), "exp").tensorboard)
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("return/episode_return_mean")] == [(2000, 10.0)]
+
+
 def test_the_driver_log_is_scrubbed_of_every_secret_in_reach(monkeypatch, tmp_path, capsys):
     token = tmp_path / "token"
     token.write_text("ray-token-0123456789\n")
