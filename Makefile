@@ -37,8 +37,8 @@ GPUS ?=
 WORKERS ?=
 GPU_FALLBACK ?=
 DASHBOARD_PORT ?= 8265
-# make test's pytest-xdist workers: one per group of tests (tests/conftest.py).
-TEST_WORKERS ?= 4
+# make test's pytest-xdist workers: the local-cluster tests in one, the container tests in another.
+TEST_WORKERS ?= 2
 OVERLAY ?= dev
 DRY_RUN ?=
 export PROVIDER DASHBOARD_PORT OVERLAY DRY_RUN

@@ -5,31 +5,22 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 
-# `make test` runs four pytest-xdist workers, one per group below, each in the order
-# tests/e2e/conftest.py gives it. The machine has two cores, but Ray and Docker spend much of a test
-# waiting (node start-up, health checks, polls, an S3 outage): with two workers a fifth of the CPU
-# time went unused. "local-cluster": the unit tests first, then the spine, GPU placement and
-# preemption on that worker's session cluster, its secret scan last. "sweeps" and "faults": each on a
-# local cluster of its own (the faults kill its nodes and head), each scanned for secrets with the
-# same scan at its end (the faults also before the head kill), the faults followed by the
-# independent cluster-down check. "containers": their own dockerd and cluster. The S3 fault tests
-# (no cluster) go to whichever worker is free. The unit tests never run beside their worker's
-# cluster tests: some start, signal and kill processes of their own.
+# `make test` runs two pytest-xdist workers, and each group below runs in one worker, in the order
+# tests/e2e/conftest.py gives it. "local-cluster": the unit tests, then the tests on that worker's
+# session cluster, the secret scan after them. "containers-then-faults": the container tests (their
+# own dockerd and cluster), then the fault tests on a local cluster of their own (they kill its nodes
+# and head), their own secret scan, and last the independent cluster-down check. The two weigh about
+# the same, and Ray and Docker spend much of a test waiting (node start-up, health checks, an S3
+# outage), so they overlap well on two cores. The unit tests never run beside the session cluster's
+# tests: some start, signal and kill processes of their own.
+SECOND = "containers-then-faults"
 CLUSTER_GROUPS = {
     **{f"tests/e2e/{module}.py": "local-cluster"
-       for module in ("test_gpu_scaling", "test_load", "test_local_spine", "test_preemption", "test_security")},
-    "tests/e2e/test_sweeps.py": "sweeps",
-    **{f"tests/e2e/{module}.py": "faults" for module in ("test_faults", "test_teardown")},
+       for module in ("test_gpu_scaling", "test_load", "test_local_spine", "test_preemption", "test_security",
+                      "test_sweeps")},
+    **{f"tests/e2e/{module}.py": SECOND for module in ("test_faults", "test_teardown")},
 }  # fmt: skip
-GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": "containers"}
-
-
-def shares_cluster(module: str, other: str) -> bool:
-    """Whether `other`'s tests run on the same session cluster as `module`'s: always in one process
-    (`pytest` without -n), else when both are in the same group."""
-    import os
-
-    return "PYTEST_XDIST_WORKER" not in os.environ or GROUPS.get(module) == GROUPS.get(other)
+GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": SECOND}
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -77,13 +77,12 @@ def job_id_of(output: str) -> str:
     return found[0]
 
 
-# The unit tests come first. On a session cluster shared by every module (one process, no -n) the
-# security scan runs once the bucket, the jobs and the logs hold a full run (training, resume,
+# The unit tests come first. On the session cluster of the "local-cluster" worker (tests/conftest.py)
+# the security scan runs once the bucket, the jobs and the logs hold a full run (training, resume,
 # evaluation, the GPU stand-in, sweeps) and before anything restarts the head (a restarted head
-# forgets every earlier job and its logs); then the faults, the spine's cluster down/up, and last the
-# independent check that cluster-down leaves nothing behind. In `make test` (tests/conftest.py) the
-# sweeps and the faults have clusters of their own and scan them at their end; the same order holds
-# within each worker.
+# forgets every earlier job and its logs); then the spine's cluster down/up. The fault tests run on
+# a cluster of their own in the other worker, scan it for secrets last (test_faults.py), and after
+# them comes the independent check that cluster-down leaves nothing behind (test_teardown.py).
 LAST = (
     "tests/e2e/test_security.py",
     "tests/e2e/test_faults.py",

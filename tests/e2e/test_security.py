@@ -3,9 +3,8 @@
 
 Runs after the other e2e modules of its worker (tests/e2e/conftest.py orders
 it), so the bucket, the job list and the logs hold a full run: training,
-resume, evaluation (and the sweeps where they share the cluster). In `make
-test` the sweeps and the faults have clusters of their own and run the same
-scan on theirs (`assert_no_secret`, tests/e2e/test_sweeps.py and test_faults.py).
+resume, evaluation and sweeps. The fault tests, on a cluster of their own in
+`make test`, run the same scan on theirs (tests/e2e/test_faults.py).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import pytest
 
 from controlplane import processes
 from controlplane.local.groups import detect_gpus
-from tests.conftest import REPO_ROOT, shares_cluster
+from tests.conftest import REPO_ROOT
 from tests.e2e.procfs import is_loopback, listening_sockets
 
 pytestmark = pytest.mark.e2e
@@ -151,24 +150,17 @@ def own_secret_files(cluster) -> set[Path]:
     return {cluster.state.env_file, cluster.state.auth_token, root / "s3-credentials.json"}
 
 
-def assert_no_secret(cluster) -> None:
-    """The scan below, for the clusters of the sweeps and the faults too (tests/conftest.py)."""
-    assert find_secrets(cluster, secrets_of(cluster)) == []
-
-
 def test_no_secret_in_any_object_job_record_job_log_or_state_file(cluster):
     # Runs before the faults and the down/up test (tests/e2e/conftest.py): the head still
-    # knows every job of this test run on this cluster, training, resume and evaluation included.
+    # knows every job of this test run, training, resume and evaluation included.
     entrypoints = " ".join(job.entrypoint for job in cluster.jobs().list_jobs())
-    expected = ["jobs.train", "jobs.evaluate"] + (["--gpu-fallback cpu"] if not detect_gpus() else [])
-    sweeps_here = shares_cluster("tests/e2e/test_security.py", "tests/e2e/test_sweeps.py")
-    for module in expected + (["jobs.sweep"] if sweeps_here else []):
+    expected = ["jobs.train", "jobs.evaluate", "jobs.sweep"] + (["--gpu-fallback cpu"] if not detect_gpus() else [])
+    for module in expected:
         assert module in entrypoints, f"expected a full run before the scan: no {module} job"
-    if sweeps_here:
-        assert any("/trials/" in key for key in cluster.keys()), "expected a full run (train and sweeps) in the bucket"
+    assert any("/trials/" in key for key in cluster.keys()), "expected a full run (train and sweeps) in the bucket"
     for path in own_secret_files(cluster):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    assert_no_secret(cluster)
+    assert find_secrets(cluster, secrets_of(cluster)) == []
 
 
 def test_the_scan_finds_a_secret_planted_in_a_training_jobs_output(cluster):

@@ -3,9 +3,7 @@ cluster, everything in S3, the best checkpoint evaluated, and a sweep stopped
 with `ray job stop` and resubmitted that finishes without running any
 finished trial again.
 
-In `make test` they have a local cluster of their own (tests/conftest.py) and end
-with the secret scan on it; run alone, in one process, they share the session's
-cluster (tests/e2e/conftest.py) with the other e2e files.
+Shares the session's cluster (tests/e2e/conftest.py) with the other e2e files.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
-from tests.e2e.test_security import assert_no_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -229,15 +226,3 @@ def test_pbt_sweep_exploits_and_the_exploiting_trial_continues_from_the_exploite
         assert pointers[trial_id]["iteration"] > iteration
         own = {int(c.removeprefix("checkpoint_")) for c in checkpoints_of(cluster, name, trial_id)}
         assert max(own) > iteration, (trial_id, sorted(own))  # its own checkpoint after the copy
-
-
-# ---------------------------------------------------------------- last: no secret
-
-
-def test_no_secret_anywhere_after_the_sweeps(cluster):
-    """Last of the sweep tests, which in `make test` have a cluster of their own (tests/conftest.py)
-    that tests/e2e/test_security.py does not see: the same scan (bucket, job records and logs, state
-    folder, Ray's temp folder)."""
-    assert any(f"e2e-asha-{RUN}/trials/" in key for key in cluster.keys()), "expected the sweeps before the scan"
-    assert "jobs.sweep" in " ".join(job.entrypoint for job in cluster.jobs().list_jobs())
-    assert_no_secret(cluster)
