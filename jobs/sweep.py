@@ -26,7 +26,7 @@ from jobs.common.cluster import capacity
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
-from jobs.common.rllib.ppo import build_ppo_config, rejection
+from jobs.common.rllib.ppo import build_ppo_config, rejected
 from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
 from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
@@ -62,8 +62,7 @@ def check_ray_settings(sweep: Sweep) -> None:
     try:
         build_ppo_config(sweep.base_experiment, in_process_gpus=sweep.spec.resources_per_trial.gpus).validate()
     except (ValueError, TypeError) as err:
-        reason = rejection(err)
-        raise UserError(f"sweep '{sweep.source}': Ray rejects the base experiment's settings: {reason}") from None
+        raise rejected(f"sweep '{sweep.source}'", err, "the base experiment's settings") from None
 
 
 def plan(sweep: Sweep, storage_uri: str | None, groups) -> dict[str, Any]:

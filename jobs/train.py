@@ -29,7 +29,7 @@ from jobs.common.reports.provenance import DriverLog, keep, run_record
 from jobs.common.reports.tables import key_values
 from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.rllib.plans import learner_plan, placement_plan
-from jobs.common.rllib.ppo import build_ppo_config, rejection, resolved_settings
+from jobs.common.rllib.ppo import build_ppo_config, rejected, resolved_settings
 from jobs.common.rllib.trainer import runs_in_one_actor
 from jobs.common.run import loop
 from jobs.common.run.preemption import StopRequest
@@ -101,7 +101,7 @@ def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | 
         config = build_ppo_config(experiment, use_groups=use_groups, groups=groups)
         config.validate()
     except (ValueError, TypeError) as err:
-        raise UserError(f"experiment '{experiment.name}': Ray rejects the settings: {rejection(err)}") from None
+        raise rejected(f"experiment '{experiment.name}'", err) from None
     return config
 
 

@@ -6,15 +6,17 @@ from typing import Any
 
 from jobs.common.cluster.capacity import GroupCapacity
 from jobs.common.cluster.placement import CPU_GROUP, group_request
+from jobs.common.errors import UserError
 from jobs.common.rllib.plans import in_process_plan, learner_plan, placement_plan
 from jobs.common.schema.experiment import Experiment
 
 
-def rejection(err: Exception) -> str:
-    """Ray's reason for rejecting a config, without the advice RLlib appends on a second line
+def rejected(subject: str, err: Exception, settings: str = "the settings") -> UserError:
+    """Ray's rejection of a config as one message: "<subject>: Ray rejects <settings>: <reason>".
+    The reason is its first line: RLlib appends advice on a second one
     (`config.experimental(_validate_config=False)`, a switch users of this project do not have)."""
     lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    return UserError(f"{subject}: Ray rejects {settings}: {lines[0] if lines else type(err).__name__}")
 
 
 def build_ppo_config(

@@ -34,7 +34,7 @@ class TrainerActor:
     """Holds the algorithm; each method is one remote call from the driver."""
 
     def __init__(self, experiment: dict[str, Any]):
-        from jobs.common.rllib.ppo import build_ppo_config, rejection
+        from jobs.common.rllib.ppo import build_ppo_config, rejected
 
         self.experiment = parse_experiment(experiment, source="<trainer>").experiment
         # Ray's own checks of the settings, as one clear message from ready() (a constructor that
@@ -43,7 +43,7 @@ class TrainerActor:
         try:
             self.algo = build_ppo_config(self.experiment, in_process_gpus=0).build_algo()
         except (ValueError, TypeError) as err:
-            self.failed = UserError(f"experiment '{self.experiment.name}': Ray rejects the settings: {rejection(err)}")
+            self.failed = rejected(f"experiment '{self.experiment.name}'", err)
 
     def ready(self) -> None:
         if self.failed:
