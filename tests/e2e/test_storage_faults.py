@@ -133,9 +133,9 @@ def stop_server_after(s3: S3Server, monkeypatch, files: int) -> list[str]:
     uploaded: list[str] = []
     real_upload = checkpoints.upload_file
 
-    def upload_then_maybe_stop(path, uri):
-        real_upload(path, uri)
-        uploaded.append(uri)
+    def upload_then_maybe_stop(fs, key, path):
+        real_upload(fs, key, path)
+        uploaded.append(key)
         if len(uploaded) == files:
             s3.stop()
 

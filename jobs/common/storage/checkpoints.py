@@ -149,14 +149,20 @@ def restore(algo, uri: str) -> None:
 
 
 def upload_folder(local: Path, uri: str) -> None:
-    """Upload every file of `local` under `uri`, each with retries; re-uploading is harmless."""
+    """Upload every file of `local` under `uri`, each with retries; re-uploading is harmless.
+    A checkpoint is some 25 files: one filesystem (one S3 connection pool) for all of them, and
+    its folder created once, not before each file (S3 needs no folders below it: the check is
+    that the bucket is there). Half the requests, and half the time."""
+    fs, root = storage.filesystem(uri)
+    retrying(lambda: fs.create_dir(root, recursive=True), f"creating {uri}", uri)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        target = storage.join(uri, path.relative_to(local).as_posix())
-        retrying(lambda path=path, target=target: upload_file(path, target), f"uploading {target}", target)
+        relative = path.relative_to(local).as_posix()
+        target = storage.join(uri, relative)
+        retrying(lambda path=path, key=f"{root}/{relative}": upload_file(fs, key, path), f"uploading {target}", target)
 
 
-def upload_file(path: Path, uri: str) -> None:
-    storage.write_bytes(uri, path.read_bytes())
+def upload_file(fs, key: str, path: Path) -> None:
+    storage.put(fs, key, path.read_bytes(), make_parent=False)
 
 
 def local_copy_dir(uri: str) -> Path:

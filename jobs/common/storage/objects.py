@@ -161,16 +161,22 @@ def _client_error(uri: str, location: S3Location, endpoint: str, err) -> Storage
 # --------------------------------------------------------------------------
 
 
-def _filesystem(uri: str):
+def filesystem(uri: str):
+    """pyarrow's filesystem for `uri` and the path in it; reuse it for many objects under one folder."""
     import pyarrow.fs
 
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    fs, path = _filesystem(uri)
+    put(*filesystem(uri), data)
+
+
+def put(fs, path: str, data: bytes, make_parent: bool = True) -> None:
+    """One object written through `fs`, its folder created first unless the caller just did
+    (on S3 that check also fails on a deleted bucket, which some servers would re-create on a PUT)."""
     parent = path.rsplit("/", 1)[0]
-    if parent:
+    if parent and make_parent:
         fs.create_dir(parent, recursive=True)
     with fs.open_output_stream(path) as stream:
         stream.write(data)
@@ -179,7 +185,7 @@ def write_bytes(uri: str, data: bytes) -> None:
 def read_bytes(uri: str) -> bytes | None:
     import pyarrow.fs
 
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type != pyarrow.fs.FileType.File:
         return None
@@ -195,7 +201,7 @@ def read_json(uri: str) -> Any:
 def exists(uri: str) -> bool:
     import pyarrow.fs
 
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
@@ -203,7 +209,7 @@ def list_names(uri: str) -> list[str]:
     """The names directly under a folder (objects and sub-folders); [] where there is none."""
     import pyarrow.fs
 
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         return []
     selector = pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=False)
