@@ -23,6 +23,7 @@ from typing import Any
 from jobs.common.cluster import capacity
 from jobs.common.cluster.capacity import GroupCapacity, check_fits
 from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.reports import plots
 from jobs.common.reports import training as report
 from jobs.common.reports.metrics import RayMetrics
 from jobs.common.reports.provenance import DriverLog, keep, run_record
@@ -285,6 +286,7 @@ def train(
 
     progress = PrintProgress(run, state, suffix)
     tensorboard = TensorBoardLog(run)
+    plots.import_in_background()
     started = time.monotonic()
     try:
         observers = loop.Observers(progress, tensorboard, RayMetrics(experiment.name))
