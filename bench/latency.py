@@ -120,18 +120,18 @@ def underused(intervals: list[tuple[float, float]], cpus: int) -> float | None:
 
 
 def trial_intervals(env: dict[str, str], storage_uri: str, name: str) -> list[tuple[float, float]]:
-    """Each trial's [start, end] in wall-clock seconds, from its results in Tune's experiment (in storage):
-    a trial starts one `time_this_iter_s` (its actor's set-up and build included) before its first result."""
+    """Each trial's [start, last report] in wall-clock seconds, from its results in Tune's experiment
+    (in storage): the trial's own `started_at` (its function entered: the algorithm's build counts
+    as running, Tune's hand-over between trials does not) and `reported_at` (jobs/common/sweeps/trial.py)."""
     from ray.tune import ExperimentAnalysis
 
     os.environ.update(env)
     analysis = ExperimentAnalysis(layout.sweep(storage_uri, name).tune)
-    intervals = []
-    for frame in analysis.trial_dataframes.values():
-        if len(frame) and "timestamp" in frame and "time_this_iter_s" in frame:
-            first = float(frame["timestamp"].iloc[0]) - float(frame["time_this_iter_s"].iloc[0])
-            intervals.append((first, float(frame["timestamp"].iloc[-1])))
-    return intervals
+    return [
+        (float(frame["started_at"].iloc[0]), float(frame["reported_at"].iloc[-1]))
+        for frame in analysis.trial_dataframes.values()
+        if len(frame) and "started_at" in frame and "reported_at" in frame
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

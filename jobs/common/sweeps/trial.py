@@ -20,6 +20,7 @@ on and waits for the node to go (jobs/common/run/preemption.py, NodeDrain).
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,21 @@ def _read_own_pointer(folder: layout.RunFolder) -> RunState | None:
 
 
 class ReportToTune(loop.Observer):
+    def __init__(self, started_at: float):
+        self.started_at = started_at
+
     def reported(self, state: RunState, checkpointed: bool) -> None:
         from ray import tune
 
+        # Wall-clock seconds (Unix time) of the trial's start and of this report: Tune's own
+        # `timestamp` is whole seconds, too coarse to see how busy a sweep of 1-s trials kept its CPUs.
+        metrics = {**state.metrics(), "started_at": self.started_at, "reported_at": time.time()}
         if not checkpointed:
-            tune.report(state.metrics())
+            tune.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="trial-pointer-") as folder:
             (Path(folder) / TUNE_POINTER).write_bytes(state.to_json())
-            tune.report(state.metrics(), checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def run_trial(
@@ -90,6 +97,7 @@ def run_trial(
 
     from jobs.common.rllib.ppo import build_ppo_config
 
+    started_at = time.time()
     _quiet()
     experiment = trial_experiment(base, config, encoded_keys)
     trial_id = tune.get_context().get_trial_id()
@@ -119,7 +127,7 @@ def run_trial(
         tensorboard = TensorBoardLog(folder)
         try:
             metrics = RayMetrics(f"{sweep_name}/{trial_id}")
-            observers = loop.Observers(tensorboard, metrics, ReportToTune())
+            observers = loop.Observers(tensorboard, metrics, ReportToTune(started_at))
             drain = NodeDrain()
             ended = loop.run(algo, experiment, state, folder, observers, stop_request=drain)
         finally:
