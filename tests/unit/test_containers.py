@@ -246,3 +246,17 @@ def test_the_inputs_digest_follows_what_a_build_reads_and_nothing_else(tmp_path)
         change()
         assert digest() != before
     assert digest({"BASE_IMAGE": "sha256:2"}) != digest({"BASE_IMAGE": "sha256:1"})
+    # The base and the dependency stage read the lock and the wheelhouse only: a code change keeps them.
+    deps = images.LOCK_AND_WHEELS
+
+    def deps_digest():
+        return images.inputs_digest(dockerfile, {"BASE_IMAGE": "sha256:1"}, tmp_path, deps)
+
+    before = deps_digest()
+    (tmp_path / "jobs" / "train.py").write_text("print(3)\n")
+    assert deps_digest() == before
+    (tmp_path / "docker" / "wheels" / "numpy-2.0.0-cp311-none-any.whl").write_bytes(b"n")
+    assert deps_digest() != before
+    before = deps_digest()
+    (tmp_path / "requirements.lock").write_text("ray==2.62.0\n")
+    assert deps_digest() != before

@@ -56,7 +56,9 @@ def test_image_tags_follow_the_ray_pin_everywhere():
     dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
     # The base is an argument (make images-local builds on a stand-in); users get rayproject/ray by default.
     assert "ARG BASE_IMAGE=rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT}" in dockerfile
-    assert re.findall(r"^FROM .*", dockerfile, flags=re.M) == ["FROM ${BASE_IMAGE}"]
+    # The code goes onto the dependency stage (make images-local passes an image of it, built before).
+    assert re.findall(r"^FROM .*", dockerfile, flags=re.M) == ["FROM ${BASE_IMAGE} AS deps", "FROM ${DEPS_IMAGE}"]
+    assert "ARG DEPS_IMAGE=deps\n" in dockerfile
     for name in ("Dockerfile", "base-local.Dockerfile", "seaweedfs-local.Dockerfile"):
         assert "2.60" not in (REPO_ROOT / "docker" / name).read_text()  # versions come from the pins
     makefile = (REPO_ROOT / "Makefile").read_text()
