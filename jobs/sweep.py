@@ -24,6 +24,7 @@ from typing import Any
 
 from jobs.common.cluster import capacity
 from jobs.common.errors import UserError, exits_cleanly
+from jobs.common.reports import plots
 from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
 from jobs.common.rllib.ppo import build_ppo_config, rejected
@@ -204,6 +205,7 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
     # `ray job stop` sends SIGTERM: let Tune stop the way it does on Ctrl+C,
     # saving its experiment state to storage before the job ends.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    plots.import_in_background()  # for the report's figure, drawn after the last trial
     tuner.fit()
     ray.shutdown()
 
