@@ -143,3 +143,10 @@ def test_shipped_gpu_experiments_resolve():
     cartpole = learner_plan(load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole.yaml").experiment)
     assert gpu_plan.minibatch_size == cartpole.minibatch_size
     assert gpu_plan.minibatches_per_epoch == cartpole.minibatches_per_epoch == 4
+
+
+@pytest.mark.parametrize("in_process_gpus", [None, 0])
+def test_no_usage_monitor_thread_that_stopping_an_algorithm_would_wait_for(in_process_gpus):
+    # Tune's UtilMonitor samples every 0.7 s and Algorithm.stop() joins it: a sweep
+    # trial's CPU would sit idle for up to that long before the next trial starts.
+    assert build_ppo_config(experiment(), in_process_gpus=in_process_gpus).log_sys_usage is False

@@ -77,7 +77,10 @@ def build_ppo_config(
             )
         )
         .reporting(metrics_num_episodes_for_smoothing=experiment.metrics_smoothing_episodes)
-        .debugging(seed=experiment.seed)
+        # log_sys_usage: Tune's UtilMonitor thread samples psutil every 0.7 s, and `Algorithm.stop()` joins
+        # it, sleeping out the interval: 0.3-0.6 s per sweep trial, a slot idle between trials. Its
+        # `perf` result key is used nowhere here; Ray's metrics export has each node's CPU and memory.
+        .debugging(seed=experiment.seed, log_sys_usage=False)
     )
     if learners.torch_compile:
         config.framework(torch_compile_learner=True)
