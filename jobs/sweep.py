@@ -146,6 +146,7 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
 def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: bool) -> int:
     import ray
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from jobs.common.reports.sweep import short_names
     from jobs.common.sweeps.progress import SweepProgress
@@ -172,6 +173,10 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
         ),
         tune.PlacementGroupFactory([bundle]),
     )
+    # Of Tune's own per-trial loggers, keep result.json: the report reads it (ExperimentAnalysis).
+    # Its progress.csv and TensorBoard files would repeat that and the trials' own TensorBoard
+    # logs, and Tune uploads each of its files again every time it saves the experiment's state.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     context = ReportContext.of(sweep)
     save_context(storage_uri, context)
     progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, short_names(context))
@@ -179,7 +184,7 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
         name=folder.tune_name,
         storage_path=folder.uri,
         failure_config=tune.FailureConfig(max_failures=sweep.spec.max_failures),
-        callbacks=[progress],
+        callbacks=[progress, JsonLoggerCallback()],
         verbose=0,
     )
     if resuming:

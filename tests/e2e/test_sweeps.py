@@ -68,6 +68,10 @@ def test_seed_sweep_as_shipped_stops_laggards_with_asha_and_reports_the_best(clu
     tune = [k for k in keys if "/tune/" in k]
     assert any(re.search(r"/tune/experiment_state-.*\.json$", k) for k in tune), tune
     assert any(k.endswith("/tune/tuner.pkl") for k in tune)
+    # Tune's per-trial files: result.json, which the report reads, and none of its copies of it
+    # (progress.csv, TensorBoard events): each would be uploaded again at every save of the state.
+    assert sum(k.endswith("/result.json") for k in tune) == 8, tune
+    assert not [k for k in tune if k.endswith("/progress.csv") or "/events.out.tfevents" in k]
     trial_checkpoints = {k.split("/trials/")[1].split("/")[0] for k in keys if re.search(r"/trials/\w+/checkpoint_", k)}
     assert trial_checkpoints, "no trial checkpoint in the bucket"
     report = prefix_of(cluster, name) + "report/"
