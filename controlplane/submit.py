@@ -2,7 +2,7 @@
 
 Before anything is submitted, the entrypoint is run here with `--check`
 (the same validation the job does on the cluster: experiment file, storage,
-bucket, credentials) and the Jobs API is asked for its version with the
+bucket, credentials) while the Jobs API is asked for its version with the
 token. Only then is `ray job submit` run, printed first so that it can be
 copied, with its output streamed; its exit status is ours.
 
@@ -58,16 +58,25 @@ def check_jobs_api(address: str) -> None:
         ) from None
 
 
-def preflight_entrypoint(entrypoint: list[str], env: Mapping[str, str]) -> None:
-    """Run `python -m jobs.X ... --check` here: bad input fails before submission."""
+def start_preflight(entrypoint: list[str], env: Mapping[str, str]) -> subprocess.Popen | None:
+    """Start `python -m jobs.X ... --check` here, so that bad input fails before submission."""
     if len(entrypoint) < 3 or entrypoint[0] not in ("python", "python3") or entrypoint[1] != "-m":
-        return
+        return None
     if not entrypoint[2].startswith("jobs."):
-        return
+        return None
     check = [sys.executable, "-m", *entrypoint[2:], "--check"]
-    result = subprocess.run(check, cwd=REPO_ROOT, env=dict(env), capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return subprocess.Popen(
+        check, cwd=REPO_ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish_preflight(process: subprocess.Popen | None) -> None:
+    """Wait for the check; its error, if any, as ours."""
+    if process is None:
+        return
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        lines = (stderr.strip() or stdout.strip()).splitlines()
         # From our `error:` line on (validation errors span several lines); Ray's log lines come before it.
         first = next((i for i, line in enumerate(lines) if line.startswith("error: ")), max(0, len(lines) - 20))
         message = "\n".join(lines[first:]).removeprefix("error: ")
@@ -113,8 +122,17 @@ def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> li
 def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, capture: list[str] | None = None) -> int:
     env = {**os.environ, **load_cluster_env(state_dir)}
     address = env["RAY_ADDRESS"]
-    check_jobs_api(address)
-    preflight_entrypoint(entrypoint, env)
+    # The entrypoint's check runs in its own process while this one asks the Jobs API: 0.5 s
+    # and 0.7 s side by side rather than one after the other. A Jobs API failure is told first.
+    preflight = start_preflight(entrypoint, env)
+    try:
+        check_jobs_api(address)
+    except BaseException:
+        if preflight is not None:
+            preflight.kill()
+            preflight.wait()
+        raise
+    finish_preflight(preflight)
     cmd = submit_command(address, entrypoint, wait)
     print("+ " + shlex.join(cmd), flush=True)
     executable = str(Path(sys.executable).parent / "ray")
