@@ -253,6 +253,24 @@ def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "store").exists()
 
 
+# Settings the schema accepts and Ray rejects: minibatch_size above Ray's default train batch (4000).
+RAY_REJECTS = {"overrides": {"training.train_batch_size": None, "training.minibatch_size": 5000}}
+
+
+def test_a_sweep_ray_rejects_exits_2_with_rays_reason_and_writes_nothing(tmp_path, capsys):
+    from jobs import sweep as entrypoint
+
+    raw = {**MINIMAL, **RAY_REJECTS, "storage": str(tmp_path / "store")}
+    path = tmp_path / "rejected.yaml"
+    path.write_text(json.dumps(raw))
+    status = entrypoint.main(["--config", str(path)])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert f"error: sweep '{path}': Ray rejects the base experiment's settings: `minibatch_size` (5000)" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "store").exists()
+
+
 def test_trial_actors_get_no_s3_keys_in_their_runtime_env(monkeypatch):
     # Ray logs runtime_envs in plain text; Tune would copy the driver's keys into each trial's.
     from ray.tune.execution import class_cache
