@@ -43,12 +43,13 @@ def bench_cluster(use_running: bool) -> Iterator[dict[str, str]]:
         )
 
 
-def submitting(entrypoint: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`python -m controlplane submit -- <entrypoint>` (what `make train`/`make sweep` run),
-    its output (stdout and stderr together) streamed line by line from `.stdout`."""
+def submitting(entrypoint: list[str], env: dict[str, str], tree: Path = REPO_ROOT) -> subprocess.Popen:
+    """`python -m controlplane submit -- <entrypoint>` (what `make train`/`make sweep` run) from the
+    checkout `tree` (its code, this venv), its output (stdout and stderr together) streamed line by
+    line from `.stdout`."""
     return subprocess.Popen(
         [sys.executable, "-m", "controlplane", "submit", "--", *entrypoint],
-        cwd=REPO_ROOT,
+        cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
 """Where the time of `make train` and `make sweep` goes, as a user sees it.
 
-    python -m bench.latency [--use-running-cluster] [--sweeps seed asha]
+    python -m bench.latency [--use-running-cluster] [--sweeps seed asha] [--against HEAD~1]
 
 Runs the commands `make train` and `make sweep` run (`python -m controlplane
 submit -- ...`) on a throw-away local cluster and timestamps every line of
@@ -18,15 +18,24 @@ and from the job's own `job_time` summary row, the driver's view of the same
 phases. For sweeps: wall time, Tune's own run, trials per minute and the share
 of the sweep during which fewer trials ran than the CPU group has CPUs (from
 the trials' own result timestamps in Tune's experiment). Prints a table, writes bench/out/latency.json.
+
+With `--against REV` every workload also runs from commit REV (a git worktree:
+its code, this venv, the same cluster), each right after this tree's, and the
+table has a column for each: a before/after in one run, on one machine state.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +56,10 @@ class Line:
     text: str
 
 
-def run_timed(entrypoint: list[str], env: dict[str, str]) -> tuple[list[Line], int]:
-    """`make train`/`make sweep`'s command, each output line timestamped as it arrives."""
+def run_timed(entrypoint: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> tuple[list[Line], int]:
+    """`make train`/`make sweep`'s command (from the tree at `cwd`), each output line timestamped as it arrives."""
     started = time.monotonic()
-    process = submitting(entrypoint, env)
+    process = submitting(entrypoint, env, cwd)
     lines = []
     assert process.stdout is not None
     for text in process.stdout:
@@ -134,51 +143,79 @@ def trial_intervals(env: dict[str, str], storage_uri: str, name: str) -> list[tu
     ]
 
 
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[tuple[str, Path]]:
+    """`rev` checked out beside this tree (a git worktree, removed afterwards): its short hash and folder.
+    Its commands run with this tree's venv; the job runs its code (it is the job's working dir)."""
+    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO_ROOT, capture_output=True, text=True)
+    if short.returncode != 0:
+        raise SystemExit(f"error: --against {rev}: not a commit of this repository ({short.stderr.strip()})")
+    folder = Path(tempfile.mkdtemp(prefix="bench-against-")) / short.stdout.strip()
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(folder), rev], cwd=REPO_ROOT, check=True)
+    try:
+        yield short.stdout.strip(), folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT, check=False)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def time_train(env: dict[str, str], name: str, tree: Path) -> dict:
+    print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
+    lines, status = run_timed(["python", "-m", "jobs.train", "--config",
+                               "jobs/experiments/ppo-cartpole.yaml", "--name", name], env, cwd=tree)  # fmt: skip
+    return {"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)}
+
+
+def time_sweep(env: dict[str, str], sweep: str, name: str, tree: Path, client: dict[str, str]) -> dict:
+    print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml (as {name})", flush=True)
+    lines, status = run_timed(["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
+                               "--name", name], env, cwd=tree)  # fmt: skip
+    row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
+    share = underused(trial_intervals(client, client["RL_STORAGE_URI"], name), int(os.cpu_count() or 2))
+    row["underused"] = None if share is None else f"{share:.0%}"
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--use-running-cluster", action="store_true", help="use .cluster/env's cluster")
     parser.add_argument("--sweeps", nargs="*", default=["seed", "asha"], choices=["seed", "asha"],
                         help="which shipped sweeps to time (default both; none: `make train` only)")  # fmt: skip
+    parser.add_argument("--against", metavar="REV",
+                        help="also time commit REV (e.g. HEAD~1): each run right after this tree's")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "latency.json")
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     rows = []
-    with bench_cluster(args.use_running_cluster) as env:
-        name = f"bench-latency-{stamp}"
-        print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
-        lines, status = run_timed(["python", "-m", "jobs.train", "--config",
-                                   "jobs/experiments/ppo-cartpole.yaml", "--name", name], env)  # fmt: skip
-        rows.append({"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)})
-        if args.sweeps:
-            cpus = int(os.cpu_count() or 2)
-            for sweep in args.sweeps:
-                print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml", flush=True)
-                name_of_sweep = f"bench-latency-{stamp}-{sweep}"
-                lines, status = run_timed(
-                    ["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
-                     "--name", name_of_sweep], env)  # fmt: skip
-                row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
-                state_dir = StateDir(
-                    default_state_dir() if args.use_running_cluster else Path(env["CLUSTER_STATE_DIR"])
-                )
-                client = {**env, **state_dir.read_env()}
-                share = underused(trial_intervals(client, client["RL_STORAGE_URI"], name_of_sweep), cpus)
-                row["underused"] = None if share is None else f"{share:.0%}"
-                rows.append(row)
+    with contextlib.ExitStack() as stack:
+        trees = [("this tree", REPO_ROOT)] + ([stack.enter_context(checkout(args.against))] if args.against else [])
+        env = stack.enter_context(bench_cluster(args.use_running_cluster))
+        state_dir = StateDir(default_state_dir() if args.use_running_cluster else Path(env["CLUSTER_STATE_DIR"]))
+        client = {**env, **state_dir.read_env()}
+        # Each workload on every tree in turn, so that a machine that slows down slows both alike.
+        for index, (tree, folder) in enumerate(trees):
+            rows.append({"tree": tree, **time_train(env, f"bench-latency-{stamp}-{index}", folder)})
+        for sweep in args.sweeps:
+            for index, (tree, folder) in enumerate(trees):
+                name = f"bench-latency-{stamp}-{index}-{sweep}"
+                rows.append({"tree": tree, **time_sweep(env, sweep, name, folder, client)})
 
-    train = rows[0]
-    columns = ["phase", "seconds"]
-    phases = [(key.removesuffix("_s").replace("_", " "), train[key]) for key in train if key.endswith("_s")]
-    print("\n" + table(columns, phases))
-    print(f"driver's own view: {train['driver_job_time']}")
-    if len(rows) > 1:
-        keys = ["run", "total_s", "tune_s", "trials", "trials_per_min", "underused", "exit"]
-        print("\n" + table(keys, [[row.get(key, "-") for key in keys] for row in rows[1:]]))
+    trains = [row for row in rows if row["run"].startswith("make train")]
+    phases = [key for key in trains[0] if key.endswith("_s")]
+    columns = ["phase", *(f"seconds ({row['tree']})" for row in trains)]
+    cells = [[key.removesuffix("_s").replace("_", " "), *(row[key] for row in trains)] for key in phases]
+    print("\n" + table(columns, cells))
+    for row in trains:
+        print(f"driver's own view ({row['tree']}): {row['driver_job_time']}")
+    sweeps = [row for row in rows if row not in trains]
+    if sweeps:
+        keys = ["run", "tree", "total_s", "tune_s", "trials", "trials_per_min", "underused", "exit"]
+        print("\n" + table(keys, [[row.get(key, "-") for key in keys] for row in sweeps]))
         print(
             "underused: share of the sweep's span with fewer trials running than the CPU group's CPUs "
             "(while more were waiting), from the trials' own result timestamps"
         )
-    print("\n" + markdown(columns, phases))
+    print("\n" + markdown(columns, cells))
     write_json(args.out, "latency", stamp, rows)
     return 0 if all(row["exit"] == 0 for row in rows) else 1
 

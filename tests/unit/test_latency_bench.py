@@ -45,3 +45,20 @@ def test_underused_is_the_share_of_the_span_with_a_cpu_idle_while_trials_wait():
     assert underused(intervals, cpus=2) == 0.25
     assert underused([(0.0, 10.0), (0.0, 10.0)], cpus=2) == 0.0
     assert underused([], cpus=2) is None
+
+
+def test_against_checks_out_the_commit_beside_this_tree_and_removes_it():
+    import subprocess
+
+    import pytest
+
+    from bench.latency import REPO_ROOT, checkout
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+    with checkout("HEAD") as (short, folder):
+        assert short == head.stdout.strip()
+        assert (folder / "jobs" / "train.py").is_file() and (folder / "controlplane").is_dir()
+    assert not folder.exists()
+    with pytest.raises(SystemExit, match="--against no-such-rev: not a commit"):
+        with checkout("no-such-rev"):
+            pass
