@@ -41,6 +41,8 @@ DASHBOARD_PORT ?= 8265
 TEST_WORKERS ?= 2
 OVERLAY ?= dev
 DRY_RUN ?=
+# make bench-latency times this tree and, run for run beside it, this commit (empty: this tree only).
+AGAINST ?= HEAD~1
 export PROVIDER DASHBOARD_PORT OVERLAY DRY_RUN
 
 # Images follow the one pin: the Ray version and Python tag are read from pyproject.toml.
@@ -142,8 +144,8 @@ images-push: images  ## push both images to REGISTRY
 
 bench: bench-latency bench-ppo bench-sweeps bench-faults bench-load  ## every benchmark: each prints a table and writes bench/out/*.json
 
-bench-latency: venv  ## where make train's and make sweep's time goes, phase by phase (bench/latency.py)
-	$(PY) -m bench.latency
+bench-latency: venv  ## where make train's and make sweep's time goes, beside commit AGAINST's (default HEAD~1; AGAINST= for none)
+	$(PY) -m bench.latency$(if $(AGAINST), --against $(AGAINST))
 
 bench-ppo: venv  ## PPO CartPole to 450: ours vs plain RLlib defaults (bench/ppo_cartpole.py)
 	$(PY) -m bench.ppo_cartpole
