@@ -139,7 +139,7 @@ def restore(algo, uri: str) -> None:
     import pyarrow.fs
 
     with tempfile.TemporaryDirectory(prefix="rl-restore-") as folder:
-        source, path = pyarrow.fs.FileSystem.from_uri(uri)
+        source, path = storage.filesystem(uri)
         retrying(
             lambda: pyarrow.fs.copy_files(path, folder, source_filesystem=source),
             f"downloading {uri}",
