@@ -56,10 +56,10 @@ class Line:
     text: str
 
 
-def run_timed(entrypoint: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> tuple[list[Line], int]:
-    """`make train`/`make sweep`'s command (from the tree at `cwd`), each output line timestamped as it arrives."""
+def run_timed(entrypoint: list[str], env: dict[str, str], tree: Path = REPO_ROOT) -> tuple[list[Line], int]:
+    """`make train`/`make sweep`'s command (from the checkout `tree`), each output line timestamped as it arrives."""
     started = time.monotonic()
-    process = submitting(entrypoint, env, cwd)
+    process = submitting(entrypoint, env, tree)
     lines = []
     assert process.stdout is not None
     for text in process.stdout:
@@ -162,14 +162,14 @@ def checkout(rev: str) -> Iterator[tuple[str, Path]]:
 def time_train(env: dict[str, str], name: str, tree: Path) -> dict:
     print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
     lines, status = run_timed(["python", "-m", "jobs.train", "--config",
-                               "jobs/experiments/ppo-cartpole.yaml", "--name", name], env, cwd=tree)  # fmt: skip
+                               "jobs/experiments/ppo-cartpole.yaml", "--name", name], env, tree)  # fmt: skip
     return {"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)}
 
 
 def time_sweep(env: dict[str, str], sweep: str, name: str, tree: Path, client: dict[str, str]) -> dict:
     print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml (as {name})", flush=True)
     lines, status = run_timed(["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
-                               "--name", name], env, cwd=tree)  # fmt: skip
+                               "--name", name], env, tree)  # fmt: skip
     row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
     share = underused(trial_intervals(client, client["RL_STORAGE_URI"], name), int(os.cpu_count() or 2))
     row["underused"] = None if share is None else f"{share:.0%}"
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(columns, cells))
     for row in trains:
         print(f"driver's own view ({row['tree']}): {row['driver_job_time']}")
-    sweeps = [row for row in rows if row not in trains]
+    sweeps = [row for row in rows if row["run"].startswith("make sweep")]
     if sweeps:
         keys = ["run", "tree", "total_s", "tune_s", "trials", "trials_per_min", "underused", "exit"]
         print("\n" + table(keys, [[row.get(key, "-") for key in keys] for row in sweeps]))
