@@ -471,10 +471,12 @@ def test_a_drained_worker_container_checkpoints_its_sweep_trials_which_resume_th
     failure that Tune counted would end a trial in ERROR."""
     cluster = docker_cluster
     name = f"docker-drain-{RUN}"
-    # 30 iterations a trial: the drain comes at the first reported iteration, its checkpoint within a second
-    # or two; what is left after the resume only has to show that the trials go on from there.
+    # 60 iterations a trial: the drain comes after the first progress line that shows both trials running
+    # (the sweep prints one every 10 s), and must find both still running: at 30 iterations one trial had
+    # once finished by then. Each checkpoint comes within a second or two; what is left after the resume
+    # only has to show that the trials go on from there.
     args = ("--name", name, "--set", "num_samples=1", "--set", "scheduler={type: fifo}", "--set", "max_failures=0",
-            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=30000",
+            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=60000",
             "--set", "stop.episode_return_mean=null", "--set", "best=null",
             "--set", "overrides={checkpoint: {every_n_iterations: 100}}")  # fmt: skip
     submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.sweep",
