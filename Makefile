@@ -2,7 +2,7 @@
 # after `source .cluster/env`, plain `ray job submit/list/logs` work too.
 #
 #   make demo                      cluster-up + train + evaluate (the quick start)
-#   make cluster-up | cluster-status | cluster-down   [PROVIDER=local|docker|kuberay|vm]
+#   make cluster-up | cluster-status | cluster-down   [PROVIDER=local|docker|kuberay|vm] [OVERLAY=...]
 #   make images-local              the images built here, no registry needed (then PROVIDER=docker)
 #   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
 #   make evaluate [CHECKPOINT=s3://...]
@@ -39,7 +39,8 @@ GPU_FALLBACK ?=
 DASHBOARD_PORT ?= 8265
 # make test's pytest-xdist workers: the local-cluster tests in one, the container tests in another.
 TEST_WORKERS ?= 2
-OVERLAY ?= dev
+# The RayCluster every provider runs (k8s/overlays/<name> or a folder); empty: local, or dev for kuberay.
+OVERLAY ?=
 DRY_RUN ?=
 # make bench-latency times this tree and, run for run beside it, this commit (empty: this tree only).
 AGAINST ?= HEAD~1
@@ -61,7 +62,7 @@ export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
 .PHONY: tensorboard rerun
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
+.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -75,7 +76,7 @@ $(STAMP): requirements.lock
 
 demo: cluster-up train evaluate  ## quick start: local cluster, train PPO, evaluate it
 
-cluster-up: venv  ## start the cluster (PROVIDER=local|kuberay|vm, OVERLAY=dev|gpu, DRY_RUN=1)
+cluster-up: venv  ## start the cluster (PROVIDER=local|docker|kuberay|vm, OVERLAY=local|dev|gpu|<folder>, DRY_RUN=1)
 	$(CONTROL) up
 
 cluster-status: venv  ## nodes, worker groups, S3 endpoint
@@ -158,6 +159,9 @@ bench-faults: venv  ## fault injection: each fault once, what the run did, time 
 
 bench-cluster-up: venv  ## cluster-up to ready, PROVIDER=docker next to PROVIDER=local (after make images-local)
 	$(PY) -m bench.cluster_up
+
+bench-autoscale: venv  ## docker cluster: pending demand to a new node in Ray, idle to its container gone (after make images-local)
+	$(PY) -m bench.autoscale
 
 bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak RSS (bench/load.py)
 	$(PY) -m bench.load

@@ -26,25 +26,28 @@ from jobs.common.errors import exits_cleanly
 PROVIDERS = ("local", "docker", "kuberay", "vm")
 
 
+# Which overlay's RayCluster a provider runs unless OVERLAY= names another (PROVIDER=vm runs cluster.yaml).
+DEFAULT_OVERLAYS = {"local": "local", "docker": "local", "kuberay": "dev"}
+
+
 def provider_for(args: argparse.Namespace) -> Provider:
     state_dir = StateDir(args.state_dir)
+    overlay = args.overlay or DEFAULT_OVERLAYS.get(args.provider)
     if args.provider == "kuberay":
         from controlplane.kuberay.provider import KubeRayProvider
 
-        return KubeRayProvider(
-            state_dir, overlay=args.overlay, dashboard_port=args.dashboard_port, dry_run=args.dry_run
-        )
+        return KubeRayProvider(state_dir, overlay=overlay, dashboard_port=args.dashboard_port, dry_run=args.dry_run)
     if args.provider == "docker":
         from controlplane.containers.provider import DockerProvider
 
-        return DockerProvider(state_dir, dashboard_port=args.dashboard_port)
+        return DockerProvider(state_dir, dashboard_port=args.dashboard_port, overlay=overlay)
     if args.provider == "vm":
         from controlplane.vm import VmProvider
 
         return VmProvider(state_dir, dashboard_port=args.dashboard_port, dry_run=args.dry_run)
     from controlplane.local.provider import LocalProvider
 
-    return LocalProvider(state_dir, dashboard_port=args.dashboard_port)
+    return LocalProvider(state_dir, dashboard_port=args.dashboard_port, overlay=overlay)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=int(os.environ.get("DASHBOARD_PORT") or 8265),
         help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)",
     )
-    parser.add_argument("--overlay", default=os.environ.get("OVERLAY") or "dev", help="kuberay: k8s/overlays/<name>")
+    parser.add_argument(
+        "--overlay",
+        default=os.environ.get("OVERLAY") or None,
+        help="the RayCluster to run: k8s/overlays/<name> or a folder with a kustomization.yaml "
+        "(default: local for PROVIDER=local|docker, dev for kuberay; or $OVERLAY)",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir
-from jobs.common.cluster.placement import GROUP_RESOURCES, HEAD_GROUP
+from jobs.common.cluster.placement import CAPACITY_ENV_VAR, GROUP_RESOURCES, HEAD_GROUP
 from jobs.common.errors import UserError
 from jobs.common.reports.provenance import GIT_COMMIT_VAR, GIT_DIRTY_VAR
 
@@ -95,7 +95,12 @@ def git_provenance() -> dict[str, str]:
     return {GIT_COMMIT_VAR: commit.stdout.strip(), GIT_DIRTY_VAR: "1" if status.stdout.strip() else "0"}
 
 
-def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> list[str]:
+def submit_command(
+    address: str, entrypoint: list[str], wait: bool = True, worker_groups: str | None = None
+) -> list[str]:
+    """`ray job submit` of `entrypoint`; `worker_groups` (RL_WORKER_GROUPS of the cluster's env file) goes
+    with the job, so that its driver checks its plan against the groups on every provider (KubeRay's and
+    the cluster launcher's nodes have no such variable of their own)."""
     driver_resources = json.dumps({GROUP_RESOURCES[HEAD_GROUP]: 1})
     cmd = [
         "ray",
@@ -111,9 +116,11 @@ def submit_command(address: str, entrypoint: list[str], wait: bool = True) -> li
         "--entrypoint-resources",
         driver_resources,
     ]
-    provenance = git_provenance()
-    if provenance:  # no secret: a commit hash and a flag
-        cmd += ["--runtime-env-json", json.dumps({"env_vars": provenance}, separators=(",", ":"))]
+    env_vars = git_provenance()  # no secret: a commit hash and a flag
+    if worker_groups:  # no secret: group names and sizes
+        env_vars[CAPACITY_ENV_VAR] = worker_groups
+    if env_vars:
+        cmd += ["--runtime-env-json", json.dumps({"env_vars": env_vars}, separators=(",", ":"))]
     if not wait:
         cmd.append("--no-wait")
     return cmd + ["--", *entrypoint]
@@ -133,7 +140,7 @@ def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, captur
             preflight.wait()
         raise
     finish_preflight(preflight)
-    cmd = submit_command(address, entrypoint, wait)
+    cmd = submit_command(address, entrypoint, wait, env.get(CAPACITY_ENV_VAR))
     print("+ " + shlex.join(cmd), flush=True)
     executable = str(Path(sys.executable).parent / "ray")
     process = subprocess.Popen(

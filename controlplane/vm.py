@@ -9,7 +9,9 @@
 
 cluster.yaml is read as YAML: the worker groups' capacity comes from its
 `available_node_types`, the region from `provider.region`, the storage URI
-from the environment its start commands export. AWS credentials for launching
+from the environment its start commands export. Its node types are the gpu
+overlay's RayCluster groups as Ray's autoscaler reads them (KubeRay's rules):
+`differences_from` names every field that is not, and a unit test holds it. AWS credentials for launching
 come from the user's own AWS configuration; the nodes reach S3 through their
 instance profile, so no key is written anywhere.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import yaml
 
 from controlplane import processes
+from controlplane.clusterspec import RAY_HEAD_TYPE, ClusterSpec
 from controlplane.errors import ClusterError
 from controlplane.ports import wait_for_port
 from controlplane.provider import ClientSettings
@@ -32,6 +35,8 @@ from controlplane.state import REPO_ROOT, StateDir, write_private
 from jobs.common.cluster.placement import HEAD_GROUP
 
 CONFIG = REPO_ROOT / "cluster.yaml"
+# The overlay whose RayCluster cluster.yaml's node types follow (a cloud cluster with GPU nodes).
+VM_OVERLAY = "gpu"
 # Where every node expects the token (cluster.yaml's file_mounts).
 NODE_TOKEN_PATH = "/home/ray/.ray/auth_token"
 
@@ -59,6 +64,37 @@ def worker_groups(config: dict[str, Any]) -> dict[str, dict[str, float]]:
             "gpus": float(resources.get("GPU", 0)),
         }
     return groups
+
+
+def differences_from(spec: ClusterSpec, config: dict[str, Any]) -> list[str]:
+    """Each field of the launcher config that differs from the RayCluster's translation into autoscaler
+    settings (per node type: min_workers, max_workers, idle_timeout_s and every resource; and the
+    idle timeout, upscaling speed and max_workers of the whole cluster), as `field: ours != RayCluster's`."""
+    wanted = spec.autoscaling_config
+    types = {
+        HEAD_GROUP if name == RAY_HEAD_TYPE else name: node for name, node in wanted["available_node_types"].items()
+    }
+    found = {name: node for name, node in config.get("available_node_types", {}).items()}
+    problems = []
+    for name in sorted(set(types) | set(found)):
+        if name not in found or name not in types:
+            where = "cluster.yaml" if name not in found else spec.source
+            problems.append(f"available_node_types.{name}: missing from {where}")
+            continue
+        ours, theirs = found[name], types[name]
+        fields = ["min_workers", "max_workers", "idle_timeout_s"] if name != HEAD_GROUP else []
+        for field in fields:
+            if ours.get(field) != theirs.get(field):
+                problems.append(f"available_node_types.{name}.{field}: {ours.get(field)} != {theirs.get(field)}")
+        resources = set(ours.get("resources", {})) | set(theirs["resources"])
+        for resource in sorted(resources):
+            mine, other = ours.get("resources", {}).get(resource), theirs["resources"].get(resource)
+            if mine != other:
+                problems.append(f"available_node_types.{name}.resources.{resource}: {mine} != {other}")
+    for field in ("idle_timeout_minutes", "upscaling_speed", "max_workers"):
+        if config.get(field) != wanted.get(field):
+            problems.append(f"{field}: {config.get(field)} != {wanted.get(field)}")
+    return problems
 
 
 def node_environment(config: dict[str, Any]) -> dict[str, str]:

@@ -1,115 +1,83 @@
-"""`up`, `down` and `status` for PROVIDER=docker.
+"""PROVIDER=docker: the overlay's RayCluster as containers on a Docker Engine, scaled by Ray's autoscaler.
 
-The local provider's cluster, as containers: the head, `cpu-workers` and
-`gpu-workers` each a container of the project's images (head and CPU group:
-the CPU image; GPU group: the GPU image), plus the S3 server (SeaweedFS) with
-its data in the state folder (`.cluster/s3`, kept by `down`). Same group
-shapes and markers (controlplane/local/groups.py), same `ray start` lines
-(controlplane/local/raynodes.py), same token auth and the same `.cluster/env`,
-so `make train|sweep|evaluate|jobs` and plain `ray job submit` work unchanged.
+What KubeRay does on Kubernetes, done here on one Docker Engine: the head pod and each
+worker group's pods become containers of the groups' images, with their rayStartParams,
+limits and env (controlplane/containers/nodes.py). Worker groups start at `replicas`
+(within minReplicas..maxReplicas); from then on Ray's own autoscaler (v2, as the
+manifest asks) adds containers while demand waits and removes those idle past their
+group's idleTimeoutSeconds (controlplane/containers/autoscaler.py, on the host). The S3
+server (SeaweedFS) runs beside them, its data in the state folder (`.cluster/s3`, kept by
+`down`). Same token auth and the same `.cluster/env` as the local provider, so
+`make train|sweep|evaluate|jobs` and plain `ray job submit` work unchanged.
 
-Network: one private bridge network per cluster; the only ports reachable
-from outside the containers are the Jobs API/dashboard and S3, published on
-127.0.0.1. Secrets: the S3 keys reach the containers through env files of mode
-0600 in the state folder (`--env-file`), the Ray token through a read-only bind
-mount (RAY_AUTH_TOKEN_PATH); never through an image, a command line or a label.
-Every container and network carries the cluster's id as a label: `down`
-removes exactly those (and their anonymous volumes).
+Network: one private bridge network per cluster; reachable from the host are only the
+Jobs API/dashboard, the GCS (for the autoscaler; it needs the token) and S3, published on
+127.0.0.1. Secrets: the S3 keys reach the containers through env files of mode 0600 in the
+state folder (`--env-file`), the Ray token through a read-only bind mount
+(RAY_AUTH_TOKEN_PATH); never through an image, a command line or a label. Every container
+and network carries the cluster's id as a label: `down` removes exactly those (autoscaled
+containers included) and their anonymous volumes.
 
-The GPU group gets the host's GPUs (`--gpus all`) where the Docker Engine has
-the NVIDIA runtime, and none otherwise: it then advertises 0 GPUs, as the
-local provider does on a machine without GPUs.
+A group with GPUs gets the host's GPUs (`--gpus all`) where the Docker Engine has the NVIDIA
+runtime; without it every group runs with 0 GPUs (never faked), as the local provider does
+on a machine without GPUs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
+import sys
 import time
 import uuid
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controlplane.containers import daemon, images
+from controlplane import processes
+from controlplane.clusterspec import LOCAL_OVERLAY, ClusterSpec
+from controlplane.containers import daemon, hostnet, images
 from controlplane.containers.daemon import Engine
+from controlplane.containers.nodes import (
+    CLUSTER_LABEL,
+    ROLE_LABEL,
+    S3_PORT,
+    SCALING_LOG,
+    STATE_LABEL,
+    TOKEN_IN_CONTAINER,
+    ContainerCluster,
+    group_image,
+    head_tags,
+    run_arguments,
+    worker_tags,
+    write_node_env_files,
+)
 from controlplane.errors import ClusterError
-from controlplane.local import raynodes, s3server
-from controlplane.local.groups import NodeGroup, detect_gpus, local_groups
-from controlplane.local.groups import capacity as group_capacity
-from controlplane.ports import free_port, port_in_use
+from controlplane.lifecycle import ProvisionedCluster, say
+from controlplane.local import s3server
+from controlplane.local.groups import detect_gpus
+from controlplane.local.provider import S3_REGION, STORAGE_PREFIX, show_ray_status
+from controlplane.ports import free_port
 from controlplane.provider import ClientSettings
-from controlplane.state import StateDir, write_private
+from controlplane.raystatus import list_nodes, wait_for_jobs_api
+from controlplane.state import REPO_ROOT, StateDir, write_private
 from jobs.common.cluster import capacity
-from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP, HEAD_GROUP
+from jobs.common.cluster.placement import HEAD_GROUP
 from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
 DEFAULT_BUCKET = "rl-checkpoints"
-STORAGE_PREFIX = "experiments"
-S3_REGION = "us-east-1"
 NODE_TIMEOUT_S = 180.0
 WORKER_RETRY_S = 75.0
 
 S3 = "s3"
-CLUSTER_LABEL = "org.ray-rl.cluster"
-ROLE_LABEL = "org.ray-rl.role"
-STATE_LABEL = "org.ray-rl.state-dir"
-# Inside the containers: each has its own network namespace, so fixed ports.
-GCS_PORT = 6379
-DASHBOARD_PORT = 8265
-CLIENT_SERVER_PORT = 10001
-S3_PORT = 8333
-TOKEN_IN_CONTAINER = "/run/secrets/ray/auth_token"
+AUTOSCALER = "autoscaler"
 IMAGE_UID, IMAGE_GID = 1000, 100  # the image's user `ray` (docker/Dockerfile)
 # Set to 1 to have `down` delete the S3 data too (`make cluster-down PROVIDER=docker DELETE_S3_DATA=1`).
 DELETE_DATA_VAR = "DELETE_S3_DATA"
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def container_groups(engine: Engine) -> tuple[list[NodeGroup], str]:
-    """The local provider's groups; the GPU group's GPUs only where containers can have them."""
-    groups = local_groups()
-    runtimes = engine.info().get("Runtimes") or {}
-    if "nvidia" in runtimes:
-        gpus = detect_gpus()
-        note = f"NVIDIA runtime present: gpu-workers get the host's {gpus} GPUs"
-    else:
-        gpus = 0
-        note = "no NVIDIA runtime in this Docker Engine: gpu-workers run with 0 GPUs (never faked)"
-    groups = [
-        dataclasses.replace(group, num_gpus=gpus, num_cpus=max(2, gpus)) if group.name == GPU_GROUP else group
-        for group in groups
-    ]
-    return groups, note
-
-
-def node_container_command(group: NodeGroup) -> list[str]:
-    """`ray start --block` for one group, inside its container.
-
-    Workers wait (in the container) until the head's GCS port answers, so that
-    every container starts at once; Ray finds each node's own address.
-    """
-    head = group.name == HEAD_GROUP
-    ray = raynodes.node_command(
-        group,
-        temp_dir=Path("/tmp/ray"),
-        gcs_port=GCS_PORT,
-        dashboard_port=DASHBOARD_PORT if head else None,
-        client_server_port=CLIENT_SERVER_PORT if head else None,
-        ray="ray",
-        node_ip=None,
-        head_address=HEAD_GROUP,
-        dashboard_host="0.0.0.0",
-    )
-    if head:
-        return ray
-    wait = f'until (exec 3<>"/dev/tcp/{HEAD_GROUP}/{GCS_PORT}") 2>/dev/null; do sleep 0.5; done; exec "$@"'
-    return ["bash", "-c", wait, "wait-for-gcs", *ray]
+# Variables of the caller's environment that must not reach the autoscaler process.
+_SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
 def s3_container_command(bucket: str) -> list[str]:
@@ -117,78 +85,48 @@ def s3_container_command(bucket: str) -> list[str]:
     return s3server.command(Path("/data"), bucket, {"s3.port": S3_PORT}, bind="0.0.0.0", weed="weed")[1:]
 
 
-def run_arguments(
-    *,
-    name: str,
-    role: str,
-    cluster_id: str,
-    state_root: Path,
-    network: str,
-    image: str,
-    env_file: Path,
-    command: list[str],
-    publish: dict[int, int] | None = None,
-    mounts: list[str] | None = None,
-    user: str | None = None,
-    shm_bytes: int | None = None,
-    gpus: bool = False,
-) -> list[str]:
-    """`docker run` arguments for one container of the cluster (no secret among them)."""
-    args = [
-        "run",
-        "--detach",
-        f"--name={name}",
-        f"--hostname={role}",
-        f"--network={network}",
-        f"--network-alias={role}",
-        f"--label={CLUSTER_LABEL}={cluster_id}",
-        f"--label={ROLE_LABEL}={role}",
-        f"--label={STATE_LABEL}={state_root}",
-        f"--env-file={env_file}",
-        "--init",
-        "--cap-drop=ALL",
-        "--security-opt=no-new-privileges",
-    ]
-    for host_port, container_port in (publish or {}).items():
-        args.append(f"--publish=127.0.0.1:{host_port}:{container_port}")
-    args += [f"--mount={mount}" for mount in mounts or []]
-    if user:
-        args.append(f"--user={user}")
-    if shm_bytes:
-        args.append(f"--shm-size={shm_bytes}")
-    if gpus:
-        args.append("--gpus=all")
-    return [*args, image, *command]
+def for_engine(spec: ClusterSpec, engine: Engine) -> tuple[ClusterSpec, list[str]]:
+    """The spec with no more GPUs per node than containers can have on this engine."""
+    if "nvidia" in (engine.info().get("Runtimes") or {}):
+        gpus = detect_gpus()
+        return spec.with_gpus_available(gpus, f"the NVIDIA runtime gives containers the host's {gpus}")
+    return spec.with_gpus_available(0, "no NVIDIA runtime in this Docker Engine")
 
 
-class DockerProvider:
+def initial_workers(spec: ClusterSpec) -> dict[str, int]:
+    """Worker containers `cluster-up` starts: each group's replicas, within minReplicas..maxReplicas."""
+    return {g.name: max(g.min_replicas, min(g.replicas, g.max_replicas)) for g in spec.workers}
+
+
+class DockerProvider(ProvisionedCluster):
     name = "docker"
 
-    def __init__(self, state_dir: StateDir, dashboard_port: int = 8265, bucket: str = DEFAULT_BUCKET):
-        self.state_dir = state_dir
-        self.dashboard_port = dashboard_port
+    def __init__(
+        self,
+        state_dir: StateDir,
+        dashboard_port: int = 8265,
+        bucket: str = DEFAULT_BUCKET,
+        overlay: str = LOCAL_OVERLAY,
+    ):
+        super().__init__(state_dir, dashboard_port)
         self.bucket = bucket
+        self.overlay = overlay
         self.names = images.ImageNames.from_env()
         self._engine: Engine | None = None
-        self._groups: list[NodeGroup] | None = None
-        # This process talks to the cluster too (the state API): same token.
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(state_dir.ensure_auth_token())
+        self._started_daemon: int | None = None
+        self._spec: ClusterSpec | None = None
 
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir.root / "containers"
 
-    # ------------------------------------------------------------------ engine
+    # ------------------------------------------------------------------ engine and shape
 
-    def _load(self) -> dict[str, Any] | None:
-        state = self.state_dir.load()
-        if state and state.get("provider", "local") != self.name:
-            raise ClusterError(
-                f"a {state.get('provider', 'local')} cluster is recorded in {self.state_dir.root}: stop it first "
-                f"(make cluster-down PROVIDER={state.get('provider', 'local')}), or use another CLUSTER_STATE_DIR"
-            )
-        return state
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine, self._started_daemon = self._connect(self.state_dir.load())
+        return self._engine
 
     def _connect(self, state: dict[str, Any] | None, start: bool = True) -> tuple[Engine, int | None]:
         """The engine the recorded cluster lives on, else the one daemon.connect() picks."""
@@ -206,91 +144,58 @@ class DockerProvider:
         return daemon.connect(start=start)
 
     @property
-    def engine(self) -> Engine:
-        assert self._engine is not None
-        return self._engine
+    def spec(self) -> ClusterSpec:
+        """The running cluster's shape as recorded, else the overlay's for this engine."""
+        if self._spec is None:
+            self._spec = self.recorded_spec() if self.spec_file.exists() else self._spec_from_overlay()
+        return self._spec
 
-    def groups(self) -> list[NodeGroup]:
-        if self._groups is None:
-            self._groups, note = container_groups(self.engine)
-            _say(note)
-        return self._groups
+    def _spec_from_overlay(self) -> ClusterSpec:
+        spec, notes = for_engine(ClusterSpec.from_overlay(self.overlay), self.engine)
+        for note in notes:
+            say(note)
+        return spec
 
-    # ------------------------------------------------------------------ up
+    def cluster(self, state: dict[str, Any]) -> ContainerCluster:
+        return ContainerCluster(self.state_dir, state, self.spec, self.engine)
 
-    def up(self) -> int:
-        state = self._load()
-        self._engine, started_daemon = self._connect(state)
-        if state:
-            health = self._health(state)
-            if all(health.values()):
-                nodes = len(health) - 1
-                _say(f"already up: {state['dashboard_url']} ({nodes} Ray nodes, S3 at {state['s3_endpoint']})")
-                self._print_usage()
-                return 0
-            if health.get(HEAD_GROUP):
-                return self._repair(state, health)
-            _say(
-                "the previous cluster is partly down ("
-                + ", ".join(k for k, ok in health.items() if not ok)
-                + " gone): removing what is left and starting afresh"
-            )
-            started_daemon = started_daemon or state.get("daemon_pid")
-            self._remove(state)
-            self.state_dir.clear()
+    # ------------------------------------------------------------------ before a fresh start
 
-        if port_in_use(self.dashboard_port):
-            raise ClusterError(
-                f"port {self.dashboard_port} on 127.0.0.1 is already in use (another Ray dashboard?); "
-                f"pick another with DASHBOARD_PORT=<port> (make cluster-up PROVIDER=docker DASHBOARD_PORT=8266)"
-            )
-        state = self._new_state(started_daemon)
-        self._check_images(state)
-        started = time.monotonic()
-        self.state_dir.save(state)
-        try:
-            self._start_all(state)
-        except BaseException:
-            _say(f"cluster-up failed: removing its containers (their logs are kept in {self.state_dir.logs})")
-            self._remove(state)
-            self.state_dir.clear()
-            daemon.stop_if_idle(self.engine, state.get("daemon_pid"))
-            raise
-        self._write_env(state)
-        _say(f"cluster up in {time.monotonic() - started:.1f}s")
-        self.status()
-        self._print_usage()
-        return 0
+    def check_can_start(self) -> None:
+        super().check_can_start()
+        own = daemon.project_daemon()
+        if self.engine.host == own.host and (problem := hostnet.check_bridge_forwarding()):
+            raise ClusterError(problem)
 
-    def _new_state(self, started_daemon: int | None) -> dict[str, Any]:
+    def new_state(self) -> dict[str, Any]:
+        self._spec = self._spec_from_overlay()
+        self.spec.save(self.spec_file)
+        say(self.spec.describe() + "\n(PROVIDER=docker: worker groups scaled by Ray's autoscaler v2)")
         cluster_id = uuid.uuid4().hex
-        s3_port = free_port()
-        groups = self.groups()
-        return {
+        s3_port, gcs_port = free_port(), free_port()
+        state = {
             "provider": self.name,
             "cluster_id": cluster_id,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "overlay": self.spec.source,
             "docker_host": self.engine.host,
-            "daemon_pid": started_daemon,
+            "daemon_pid": self._started_daemon,
             "network": f"rl-{cluster_id[:12]}",
-            "containers": {role: f"rl-{cluster_id[:8]}-{role}" for role in (S3, *(g.name for g in groups))},
-            "images": {
-                HEAD_GROUP: self.names.project("cpu"),
-                CPU_GROUP: self.names.project("cpu"),
-                GPU_GROUP: self.names.project("gpu"),
-                S3: self._s3_image(),
-            },
-            "gpus": next(g.num_gpus for g in groups if g.name == GPU_GROUP),
+            "containers": {S3: f"rl-{cluster_id[:8]}-{S3}", HEAD_GROUP: f"rl-{cluster_id[:8]}-{HEAD_GROUP}"},
+            "images": {**{g.name: group_image(g, self.names) for g in self.spec.groups}, S3: self._s3_image()},
             "dashboard_url": f"http://127.0.0.1:{self.dashboard_port}",
             "dashboard_port": self.dashboard_port,
+            "gcs_port": gcs_port,
             "s3_port": s3_port,
             "s3_endpoint": f"http://127.0.0.1:{s3_port}",
             "s3_endpoint_in_cluster": f"http://{S3}:{S3_PORT}",
             "bucket": self.bucket,
             "storage_uri": f"s3://{self.bucket}/{STORAGE_PREFIX}",
-            # No host processes of ours: the local provider's key, kept empty for tools that read it.
+            # Host processes of ours: Ray's autoscaler.
             "pids": {},
         }
+        self._check_images(state)
+        return state
 
     def _s3_image(self) -> str:
         """RL_S3_IMAGE, else upstream SeaweedFS if the engine has it, else the stand-in `make images-local` builds."""
@@ -309,7 +214,9 @@ class DockerProvider:
                 "`docker pull chrislusf/seaweedfs:<pin>`; REGISTRY=... TAG=... name other images"
             )
 
-    def _write_secrets(self, state: dict[str, Any]) -> dict[str, Path]:
+    # ------------------------------------------------------------------ secrets
+
+    def _write_secrets(self, state: dict[str, Any]) -> None:
         """The env files (0600, read by the docker CLI) and the token the containers mount read-only.
 
         They sit in a 0700 folder of the state folder; the token copy belongs to
@@ -336,11 +243,10 @@ class DockerProvider:
             "AWS_REGION": S3_REGION,
             "RL_BUCKET": state["bucket"],
             "RL_STORAGE_URI": state["storage_uri"],
-            capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(self.groups())),
+            capacity.CAPACITY_ENV_VAR: capacity.to_env(self.spec.capacity()),
         }
-        files = {"node": self.secrets_dir / "node.env", S3: self.secrets_dir / "s3.env"}
-        write_private(files["node"], "".join(f"{k}={v}\n" for k, v in node_env.items()))
-        write_private(files[S3], "".join(f"{k}={v}\n" for k, v in keys.items()))
+        write_node_env_files(self.cluster(state), node_env)
+        write_private(self.secrets_dir / "s3.env", "".join(f"{k}={v}\n" for k, v in keys.items()))
         token = self.secrets_dir / "auth_token"
         token.unlink(missing_ok=True)
         shutil.copyfile(self.state_dir.ensure_auth_token(), token)
@@ -349,8 +255,6 @@ class DockerProvider:
             os.chmod(token, 0o400)
         else:
             os.chmod(token, 0o444)  # readable in the container; on the host the 0700 folder guards it
-        files["token"] = token
-        return files
 
     def _s3_data_dir(self) -> tuple[Path, str]:
         """The S3 data folder (the local provider's: `.cluster/s3`) and the user the S3 container runs as:
@@ -361,159 +265,147 @@ class DockerProvider:
         owner = data.stat()
         return data, f"{owner.st_uid}:{owner.st_gid}"
 
-    def _run(self, state: dict[str, Any], role: str, files: dict[str, Path]) -> None:
-        common = {
-            "name": state["containers"][role],
-            "role": role,
-            "cluster_id": state["cluster_id"],
-            "state_root": self.state_dir.root,
-            "network": state["network"],
-            "image": state["images"][role],
-        }
-        if role == S3:
-            data, user = self._s3_data_dir()
-            args = run_arguments(
-                **common,
-                env_file=files[S3],
-                command=s3_container_command(state["bucket"]),
-                publish={state["s3_port"]: S3_PORT},
-                mounts=[f"type=bind,source={data},target=/data"],
-                user=user,
-            )
-        else:
-            group = next(g for g in self.groups() if g.name == role)
-            token = f"type=bind,source={files['token']},target={TOKEN_IN_CONTAINER},readonly"
-            args = run_arguments(
-                **common,
-                env_file=files["node"],
-                command=node_container_command(group),
-                publish={state["dashboard_port"]: DASHBOARD_PORT} if role == HEAD_GROUP else None,
-                mounts=[token],
-                shm_bytes=group.object_store_bytes + 256 * 1024**2,
-                gpus=bool(group.num_gpus),
-            )
+    # ------------------------------------------------------------------ the steps
+
+    def _run_s3(self, state: dict[str, Any]) -> None:
+        data, user = self._s3_data_dir()
+        args = run_arguments(
+            name=state["containers"][S3],
+            role=S3,
+            cluster_id=state["cluster_id"],
+            state_root=self.state_dir.root,
+            network=state["network"],
+            image=state["images"][S3],
+            env_file=self.secrets_dir / "s3.env",
+            command=s3_container_command(state["bucket"]),
+            publish={state["s3_port"]: S3_PORT},
+            mounts=[f"type=bind,source={data},target=/data"],
+            user=user,
+            alias=S3,
+        )
         self.engine.docker(*args, show=True)
 
-    def _start_all(self, state: dict[str, Any]) -> None:
-        files = self._write_secrets(state)
+    def _start_autoscaler(self, state: dict[str, Any]) -> None:
+        """Ray's autoscaler for this cluster, on the host, in its own session (stopped by PID)."""
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_")}
+        env.update(
+            {
+                processes.MARKER_VAR: state["cluster_id"],
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
+                "RAY_enable_autoscaler_v2": "1",
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # Seconds between the autoscaler's rounds (Ray's default is 5): demand is seen within a second.
+                "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                "DOCKER_HOST": self.engine.host,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        cmd = [sys.executable, "-m", "controlplane.containers.autoscaler", "--state-dir", str(self.state_dir.root)]
+        say(f"starting Ray's autoscaler (v2) on the host: log {self.state_dir.logs / 'autoscaler.log'}")
+        pid = processes.start_in_own_session(cmd, env, self.state_dir.logs / "autoscaler.log", cwd=REPO_ROOT)
+        state["pids"][AUTOSCALER] = pid
+        self.state_dir.save(state)
+
+    def start(self, state: dict[str, Any]) -> None:
+        self._write_secrets(state)
         network = state["network"]
-        self.engine.docker(
-            "network",
-            "create",
-            f"--label={CLUSTER_LABEL}={state['cluster_id']}",
-            f"--label={STATE_LABEL}={self.state_dir.root}",
-            network,
-            show=True,
-        )
-        _say(f"starting S3 server (SeaweedFS), Ray head and workers as containers on network {network}")
-        for role in state["containers"]:
-            self._run(state, role, files)
-        try:
-            s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], self.state_dir.s3_credentials())
-        except TimeoutError as err:
-            raise ClusterError(f"{err}\n{self._logs_tail(state, S3)}") from None
-        self._wait_for_nodes(state, files)
+        self.engine.docker("network", "create", f"--label={CLUSTER_LABEL}={state['cluster_id']}",
+                           f"--label={STATE_LABEL}={self.state_dir.root}", network, show=True)  # fmt: skip
+        say(f"starting S3 server (SeaweedFS), Ray head and workers as containers on network {network}")
+        self._run_s3(state)
+        cluster = self.cluster(state)
+        cluster.run_node(self.spec.head, head_tags())
+        for group in self.spec.workers:
+            for _ in range(initial_workers(self.spec)[group.name]):
+                name = cluster.run_node(group, worker_tags(group.name))
+                cluster.log_scaling(f"start      {group.name} +1 {name} (cluster-up: replicas {group.replicas})")
 
-    def _wait_for_nodes(self, state: dict[str, Any], files: dict[str, Path], old_nodes: Collection[str] = ()) -> None:
-        """Until every group has an ALIVE node (not one of `old_nodes`: a killed container's node
-        stays ALIVE in Ray for a while); a worker container that exits or has not registered
-        after WORKER_RETRY_S is started again, once (as the local provider does)."""
-        from controlplane.local.provider import list_nodes
+    def after_ready(self, state: dict[str, Any]) -> None:
+        # From here on Ray's autoscaler keeps the worker groups (it adopts the containers started above).
+        self._start_autoscaler(state)
 
-        started = time.monotonic()
-        retried: set[str] = set()
-        names = [g.name for g in self.groups()]
-        missing = names
-        while time.monotonic() - started < NODE_TIMEOUT_S:
-            try:
-                nodes = list_nodes(state)
-                alive = {n["group"] for n in nodes if n["state"] == "ALIVE" and n["node_id"] not in old_nodes}
-            except Exception:  # the dashboard is still starting
-                alive = set()
-            missing = [name for name in names if name not in alive]
-            if not missing:
-                return
-            health = self._health(state)
-            for name in missing:
-                died = not health.get(name)
-                slow = time.monotonic() - started > WORKER_RETRY_S
-                if not (died or slow):
-                    continue
-                if name == HEAD_GROUP or name in retried:
-                    if died:
-                        raise ClusterError(f"{name} exited during start-up\n{self._logs_tail(state, name)}")
-                    continue
-                _say(f"{name}: {'exited' if died else 'not registered yet'}; starting its container again")
-                self._save_logs(state, [name])
-                self.engine.docker("rm", "--force", state["containers"][name], check=False)
-                retried.add(name)
-                self._run(state, name, files)
-            time.sleep(0.5)
-        raise ClusterError(
-            f"Ray nodes of {', '.join(missing)} did not come up within {NODE_TIMEOUT_S:.0f}s\n"
-            + "\n".join(self._logs_tail(state, name) for name in missing)
-        )
-
-    def _repair(self, state: dict[str, Any], health: dict[str, bool]) -> int:
-        missing = [name for name, ok in health.items() if not ok]
-        _say(f"repairing: starting the containers of {', '.join(missing)} again")
-        from controlplane.local.provider import list_nodes
-
-        old_nodes = {n["node_id"] for n in list_nodes(state) if n["group"] in missing}
-        files = self._write_secrets(state)
-        self._save_logs(state, missing)
-        for role in missing:
-            self.engine.docker("rm", "--force", "--volumes", state["containers"][role], check=False)
-            self._run(state, role, files)
-        if S3 in missing:
+    def restart(self, state: dict[str, Any], roles: Sequence[str]) -> None:
+        self._write_secrets(state)
+        if S3 in roles:
             # Same published port and data folder: clients and running jobs keep their endpoint.
+            self.cluster(state).discard(state["containers"][S3])
+            self._run_s3(state)
+        if AUTOSCALER in roles:
+            self._start_autoscaler(state)
+
+    def wait_until_ready(self, state: dict[str, Any], restarted: Sequence[str] = ()) -> None:
+        if not restarted or S3 in restarted:
             try:
                 s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], self.state_dir.s3_credentials())
             except TimeoutError as err:
-                raise ClusterError(f"{err}\n{self._logs_tail(state, S3)}") from None
-        self._wait_for_nodes(state, files, old_nodes)
-        self._write_env(state)
-        _say(f"repaired: {', '.join(missing)} back")
-        self.status()
-        return 0
+                raise ClusterError(f"{err}\n{self._logs_tail(state['containers'][S3])}") from None
+        if not restarted:
+            self._wait_for_nodes(state)
+        try:
+            wait_for_jobs_api(state["dashboard_url"], self.state_dir.auth_token, NODE_TIMEOUT_S)
+        except TimeoutError as err:
+            raise ClusterError(f"{err}\n{self._logs_tail(state['containers'][HEAD_GROUP])}") from None
 
-    def _health(self, state: dict[str, Any]) -> dict[str, bool]:
-        """Role -> its container is running (head first, as the local provider reports)."""
-        listing = self.engine.docker(
-            "ps",
-            "--all",
-            f"--filter=label={CLUSTER_LABEL}={state['cluster_id']}",
-            "--format",
-            '{{.Label "' + ROLE_LABEL + '"}}\t{{.State}}',
-            check=False,
-        ).stdout
-        running = {line.split("\t")[0] for line in listing.splitlines() if line.endswith("\trunning")}
-        roles = [S3, *(g.name for g in self.groups())]
-        return {role: role in running for role in roles}
+    def _wait_for_nodes(self, state: dict[str, Any]) -> None:
+        """Until the head and the workers cluster-up started are ALIVE in Ray. A worker container that exits
+        or has not registered after WORKER_RETRY_S is replaced, once per group (as the local provider does)."""
+        cluster = self.cluster(state)
+        wanted = Counter({HEAD_GROUP: 1, **initial_workers(self.spec)})
+        started = time.monotonic()
+        retried: set[str] = set()
+        missing: list[str] = list(wanted)
+        while time.monotonic() - started < NODE_TIMEOUT_S:
+            try:
+                alive = Counter(n["group"] for n in list_nodes(state["dashboard_url"]) if n["state"] == "ALIVE")
+            except Exception:  # the dashboard is still starting
+                alive = Counter()
+            missing = [group for group, count in wanted.items() if alive[group] < count]
+            if not missing:
+                return
+            containers = cluster.containers(everything=True)
+            for group in missing:
+                mine = [c for c in containers if c["role"] == group]
+                exited = [c for c in mine if c["state"] != "running"]
+                slow = time.monotonic() - started > WORKER_RETRY_S
+                if group == HEAD_GROUP:
+                    if exited:
+                        raise ClusterError(f"the head exited during start-up\n{self._logs_tail(exited[0]['name'])}")
+                    continue
+                if group in retried or not (exited or slow):
+                    continue
+                retried.add(group)
+                for container in exited or mine[:1]:
+                    say(f"{group}: {container['name']} {'exited' if exited else 'not registered yet'}; replacing it")
+                    cluster.remove_node(container["name"], self.spec.group(group), hook=False)
+                    cluster.run_node(self.spec.group(group), worker_tags(group))
+            time.sleep(0.5)
+        tails = [self._logs_tail(c["name"]) for c in self.cluster(state).containers(everything=True)
+                 if c["role"] in missing]  # fmt: skip
+        raise ClusterError(f"Ray nodes of {', '.join(missing)} did not come up within {NODE_TIMEOUT_S:.0f}s\n"
+                           + "\n".join(tails))  # fmt: skip
 
-    def _logs_tail(self, state: dict[str, Any], role: str, lines: int = 12) -> str:
-        result = self.engine.docker("logs", "--tail", str(lines), state["containers"][role], check=False)
+    def health(self, state: dict[str, Any]) -> dict[str, bool]:
+        """The head, S3 and the autoscaler: the worker containers are the autoscaler's to keep."""
+        running = {c["role"] for c in self.cluster(state).containers() if c["role"] in (HEAD_GROUP, S3)}
+        pid = state.get("pids", {}).get(AUTOSCALER)
+        return {HEAD_GROUP: HEAD_GROUP in running, S3: S3 in running,
+                AUTOSCALER: bool(pid) and processes.is_alive(pid)}  # fmt: skip
+
+    def _logs_tail(self, name: str, lines: int = 12) -> str:
+        result = self.engine.docker("logs", "--tail", str(lines), name, check=False)
         text = (result.stdout + result.stderr).strip()
-        return f"{role} (docker logs {state['containers'][role]}):\n  " + "\n  ".join(text.splitlines()[-lines:])
-
-    def _save_logs(self, state: dict[str, Any], roles: list[str]) -> None:
-        """Each container's output, appended to logs/<role>.log before the container goes."""
-        self.state_dir.logs.mkdir(parents=True, exist_ok=True)
-        for role in roles:
-            result = self.engine.docker("logs", state["containers"][role], check=False)
-            if result.returncode == 0:
-                with open(self.state_dir.logs / f"{role}.log", "a") as log:
-                    log.write(result.stdout + result.stderr)
+        return f"docker logs {name}:\n  " + "\n  ".join(text.splitlines()[-lines:])
 
     # ------------------------------------------------------------------ env
 
-    def _write_env(self, state: dict[str, Any]) -> None:
+    def write_client_settings(self, state: dict[str, Any]) -> None:
         settings = ClientSettings(
             ray_address=state["dashboard_url"],
             auth_token_path=self.state_dir.ensure_auth_token(),
             storage_uri=state["storage_uri"],
             aws_region=S3_REGION,
-            worker_groups=group_capacity(self.groups()),
+            worker_groups=self.spec.capacity(),
             bucket=state["bucket"],
             s3_endpoint=state["s3_endpoint"],
             s3_keys=self.state_dir.s3_credentials(),
@@ -529,99 +421,87 @@ class DockerProvider:
         )
         self.state_dir.write_client_settings(settings, header)
 
-    def _print_usage(self) -> None:
-        env_file = self.state_dir.env_file
-        shown = os.path.relpath(env_file) if not os.path.relpath(env_file).startswith("..") else str(env_file)
-        _say(f"client settings: {shown}  (use: source {shown})")
-
     # ------------------------------------------------------------------ down
 
-    def _remove(self, state: dict[str, Any] | None) -> list[str]:
-        """Remove this cluster's containers (with their anonymous volumes), networks and volumes;
-        also any left by an earlier cluster of this state folder. Returns the roles removed."""
+    def load_state(self) -> dict[str, Any] | None:
+        state = super().load_state()
+        if state and self._engine is None:
+            self._engine, self._started_daemon = self._connect(state)
+        return state
+
+    def teardown(self, state: dict[str, Any] | None, keep_logs: bool) -> list[str]:
+        """The autoscaler first (so that it adds nothing meanwhile), then this cluster's containers (with their
+        anonymous volumes), networks and volumes, and any left by an earlier cluster of this state folder."""
+        removed: list[str] = []
+        if state:
+            pid = state.get("pids", {}).get(AUTOSCALER)
+            if pid:
+                processes.stop_groups([pid])
+                removed.append(AUTOSCALER)
+            leftovers = processes.processes_with_marker(state["cluster_id"])
+            if leftovers:
+                processes.kill_pids(leftovers)
+        if self._engine is None:
+            try:
+                self._engine, self._started_daemon = daemon.connect(start=False)
+            except ClusterError:
+                return removed  # no engine runs: no container of ours either
         selectors = [f"label={STATE_LABEL}={self.state_dir.root}"]
         if state:
             selectors.insert(0, f"label={CLUSTER_LABEL}={state['cluster_id']}")
-            self._save_logs(state, list(state.get("containers", {})))
-        removed: list[str] = []
         for selector in selectors:
             listing = self.engine.docker(
-                "ps", "--all", f"--filter={selector}", "--format", '{{.ID}}\t{{.Label "' + ROLE_LABEL + '"}}'
+                "ps", "--all", f"--filter={selector}", "--format", '{{.Names}}\t{{.Label "' + ROLE_LABEL + '"}}'
             ).stdout.split("\n")
-            ids = [line.split("\t") for line in listing if line.strip()]
-            if ids:
-                self.engine.docker("rm", "--force", "--volumes", *(i for i, _ in ids), show=True)
-                removed += [role for _, role in ids]
+            found = [line.split("\t") for line in listing if line.strip()]
+            for name, _ in found:
+                if state:
+                    self.cluster(state).save_logs(name)
+            if found:
+                self.engine.docker("rm", "--force", "--volumes", *(name for name, _ in found), show=True)
+                removed += [role for _, role in found]
             for kind in ("network", "volume"):
-                found = self.engine.docker(kind, "ls", "--quiet", f"--filter={selector}").stdout.split()
-                if found:
-                    self.engine.docker(kind, "rm", *found, show=True)
+                ids = self.engine.docker(kind, "ls", "--quiet", f"--filter={selector}").stdout.split()
+                if ids:
+                    self.engine.docker(kind, "rm", *ids, show=True)
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
-        return removed
-
-    def down(self, quiet: bool = False) -> int:
-        state = self._load()
-        if state:
-            self._engine, started_daemon = self._connect(state, start=True)
-        else:
-            # Nothing recorded: still remove what an interrupted `up` of this state folder left, if an engine runs.
-            try:
-                self._engine, started_daemon = daemon.connect(start=False)
-            except ClusterError:
-                if not quiet:
-                    _say("nothing to stop: no cluster is recorded in " + str(self.state_dir.root))
-                return 0
-        removed = self._remove(state)
-        self.state_dir.clear()
-        if os.environ.get(DELETE_DATA_VAR, "") not in ("", "0"):
+        self.spec_file.unlink(missing_ok=True)
+        if os.environ.get(DELETE_DATA_VAR, "") not in ("", "0") and not keep_logs:
             shutil.rmtree(self.state_dir.s3_data, ignore_errors=True)
-            kept = f"S3 data deleted ({DELETE_DATA_VAR}=1)"
-        else:
-            kept = f"S3 data kept in {self.state_dir.s3_data}"
+        return [f"{count} x {role}" if count > 1 else role for role, count in Counter(removed).items()]
+
+    def after_teardown(self, state: dict[str, Any] | None) -> None:
         # Our own dockerd goes when it has no container left and a command of ours started it.
-        daemon.stop_if_idle(self.engine, started_daemon or (state or {}).get("daemon_pid"))
-        if not quiet:
-            if state or removed:
-                _say(f"removed: {', '.join(removed) or 'nothing was left'}; {kept}")
-            else:
-                _say("nothing to stop: no cluster is recorded in " + str(self.state_dir.root))
-        return 0
+        if self._engine is not None:
+            daemon.stop_if_idle(self.engine, self._started_daemon or (state or {}).get("daemon_pid"))
+
+    def data_note(self) -> str:
+        if os.environ.get(DELETE_DATA_VAR, "") not in ("", "0"):
+            return f"S3 data deleted ({DELETE_DATA_VAR}=1)"
+        return f"S3 data kept in {self.state_dir.s3_data}"
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> int:
-        from controlplane.local.provider import list_nodes
-
-        state = self._load()
-        if not state:
-            raise ClusterError(
-                f"no docker cluster is up (nothing recorded in {self.state_dir.root}); "
-                "run `make cluster-up PROVIDER=docker`"
-            )
-        if self._engine is None:
-            self._engine, _ = self._connect(state, start=False)
-        health = self._health(state)
-        _say(f"provider: docker   started: {state['started_at']}   DOCKER_HOST={state['docker_host']}")
-        _say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
-        _say(
+    def show_status(self, state: dict[str, Any]) -> int:
+        health = self.health(state)
+        say(f"provider: docker   started: {state['started_at']}   groups from: {self.spec.source}   "
+            f"DOCKER_HOST={state['docker_host']}")  # fmt: skip
+        say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
+        say(
             f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
             f"container: {'running' if health[S3] else 'DOWN'}"
         )
-        for role, name in state["containers"].items():
-            _say(f"  {role:<12} {name:<24} {'running' if health.get(role) else 'DOWN':<8} {state['images'][role]}")
-        try:
-            nodes = list_nodes(state)
-        except Exception as err:  # noqa: BLE001 - shown to the user as is
-            _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
-            return 1
-        rows = [("GROUP", "STATE", "CPUS", "GPUS", "NODE ID")]
-        for node in sorted(nodes, key=lambda n: (n["group"], n["state"], n["node_id"])):
-            rows.append((node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12]))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            _say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        down = [name for name, ok in health.items() if not ok]
-        if down:
-            _say(f"DOWN: {', '.join(down)} (run `make cluster-up PROVIDER=docker` to repair)")
-            return 1
-        return 0
+        running = "running" if health[AUTOSCALER] else "DOWN"
+        say(f"Ray's autoscaler (v2): {running} (pid {state['pids'].get(AUTOSCALER)}); "
+            f"scaling events: {self.state_dir.root / SCALING_LOG}")  # fmt: skip
+        for container in sorted(self.cluster(state).containers(everything=True), key=lambda c: (c["role"], c["name"])):
+            say(f"  {container['role']:<12} {container['name']:<32} {container['state']:<8} "
+                f"{state['images'].get(container['role'], '')}")  # fmt: skip
+        return show_ray_status(
+            self.spec,
+            state["dashboard_url"],
+            f"127.0.0.1:{state['gcs_port']}",
+            limits={g.name: (g.min_replicas, g.max_replicas) for g in self.spec.groups},
+            down=[name for name, ok in health.items() if not ok],
+            repair="make cluster-up PROVIDER=docker",
+        )

@@ -39,13 +39,26 @@ def kustomize(path: str, root: Path = REPO_ROOT) -> str:
 
 
 def render(path: str) -> str:
-    """`kubectl kustomize <path>` (relative to the repository root), local key files read from their examples."""
+    """`kubectl kustomize <path>`, local key files read from their examples.
+
+    `path` is relative to the repository root (k8s/overlays/dev) or a folder elsewhere. A folder in
+    the repository is rendered in a copy of k8s/ and of itself, at the same places, so that its
+    references into k8s/ (`resources: [../../k8s/overlays/local]`) read the examples too; a folder
+    outside the repository is rendered where it is."""
+    target = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+    try:
+        relative = target.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return kustomize(str(target), target)
     with tempfile.TemporaryDirectory(prefix="ray-rl-k8s-") as tmp:
         local = {Path(name).name for name in LOCAL_FILES}
-        shutil.copytree(REPO_ROOT / "k8s", Path(tmp) / "k8s", ignore=lambda _, names: [n for n in names if n in local])
+        skip = lambda _, names: [n for n in names if n in local]  # noqa: E731
+        shutil.copytree(REPO_ROOT / "k8s", Path(tmp) / "k8s", ignore=skip)
+        if relative.parts[0] != "k8s":
+            shutil.copytree(REPO_ROOT / relative, Path(tmp) / relative, ignore=skip)
         for name in LOCAL_FILES:
             shutil.copyfile(REPO_ROOT / (name + EXAMPLE_SUFFIX), Path(tmp) / name)
-        return kustomize(path, Path(tmp))
+        return kustomize(str(relative), Path(tmp))
 
 
 def objects(text: str) -> list[dict[str, Any]]:

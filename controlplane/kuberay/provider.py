@@ -18,7 +18,6 @@ without a cluster.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shlex
 import subprocess
@@ -31,12 +30,12 @@ from typing import Any
 import yaml
 
 from controlplane import processes
+from controlplane.clusterspec import ClusterSpec, resolve_overlay
 from controlplane.errors import ClusterError
 from controlplane.kuberay import manifests
 from controlplane.ports import free_port, wait_for_port
 from controlplane.provider import ClientSettings
 from controlplane.state import REPO_ROOT, StateDir, write_private
-from jobs.common.cluster import capacity
 
 NAMESPACE = "ray-rl"
 CLUSTER = "ray-rl"
@@ -156,11 +155,11 @@ class KubeRayProvider:
         sleep: Callable[[float], None] = time.sleep,
         s3_env_file: Path = manifests.DEV_S3_ENV_FILE,
     ):
-        if overlay not in ("dev", "gpu"):
-            raise ClusterError(f"OVERLAY={overlay!r} is not one of k8s/overlays: dev, gpu")
         self.state_dir = state_dir
         self.overlay = overlay
-        self.overlay_path = f"k8s/overlays/{overlay}"
+        self.overlay_path = resolve_overlay(overlay)
+        # The dev overlay, and overlays built on it (local), run an S3 server in the cluster with keys made here.
+        self.in_cluster_s3 = self._has_in_cluster_s3()
         self.dashboard_port = dashboard_port
         self.dry_run = dry_run
         self._api = api
@@ -181,6 +180,12 @@ class KubeRayProvider:
     def rendered(self) -> str:
         return manifests.render(self.overlay_path)
 
+    def _has_in_cluster_s3(self) -> bool:
+        docs = manifests.objects(self.rendered())
+        return any(doc["kind"] == "Secret" and doc["metadata"]["name"] == S3_SECRET for doc in docs) and any(
+            doc["kind"] == "Deployment" and doc["metadata"]["name"] == "seaweedfs" for doc in docs
+        )
+
     def plan(self, operator_installed: bool | None) -> list[Step]:
         steps = []
         if not operator_installed:
@@ -189,7 +194,7 @@ class KubeRayProvider:
             helm += ["--version", OPERATOR["version"], "--namespace", OPERATOR["namespace"], "--create-namespace"]
             steps.append(Step(f"install the KubeRay operator {OPERATOR['version']}{when}", helm + ["--wait"]))
         steps.append(Step(f"namespace {NAMESPACE}", action=lambda: self.api.ensure_namespace()))
-        if self.overlay == "dev":
+        if self.in_cluster_s3:
             steps.append(Step(f"Secret {S3_SECRET}: the dev S3 server's keys, generated into "
                               f"{self.state_dir.root}/s3-credentials.json and written to {self.s3_env_file} "
                               "(mode 0600, git-ignored), which the overlay's secretGenerator reads (values not shown)",
@@ -199,7 +204,7 @@ class KubeRayProvider:
         steps.append(Step(f"wait for RayCluster {NAMESPACE}/{CLUSTER} to be ready (timeout {self.timeout_s:.0f}s)",
                           action=self.wait_ready))  # fmt: skip
         forwards = f"127.0.0.1:{self.dashboard_port} -> svc/{CLUSTER}-head-svc:8265"
-        if self.overlay == "dev":
+        if self.in_cluster_s3:
             forwards += ", 127.0.0.1:<free port> -> svc/seaweedfs:8333"
         steps.append(Step(f"kubectl port-forward {forwards}; fetch the Ray token from Secret {NAMESPACE}/{CLUSTER}; "
                           f"write {self.state_dir.env_file}", action=self._connect))  # fmt: skip
@@ -263,7 +268,7 @@ class KubeRayProvider:
         env = dict(os.environ)
         forwards = {"dashboard": (f"svc/{CLUSTER}-head-svc", self.dashboard_port, 8265)}
         s3_port = free_port()
-        if self.overlay == "dev":
+        if self.in_cluster_s3:
             forwards["s3"] = ("svc/seaweedfs", s3_port, 8333)
         for name, (service, local, remote) in forwards.items():
             cmd = ["kubectl", "port-forward", "-n", NAMESPACE, service, f"{local}:{remote}", "--address", "127.0.0.1"]
@@ -275,18 +280,16 @@ class KubeRayProvider:
         if not token:
             raise ClusterError(f"no Ray token in Secret {NAMESPACE}/{CLUSTER} (key auth_token); is authOptions on?")
         write_private(self.state_dir.auth_token, token)
-        # The applied spec: what it publishes to jobs, and its S3 settings.
+        # The applied spec: what its groups can ever offer, its S3 settings.
         docs = manifests.objects(self.rendered())
-        head = manifests.find(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-        published = next(e["value"] for e in head["env"] if e["name"] == capacity.CAPACITY_ENV_VAR)
         config = manifests.find(docs, "ConfigMap", "ray-rl-s3")["data"]
-        dev = self.overlay == "dev"
+        dev = self.in_cluster_s3
         settings = ClientSettings(
             ray_address=f"http://127.0.0.1:{self.dashboard_port}",
             auth_token_path=self.state_dir.auth_token,
             storage_uri=config["RL_STORAGE_URI"],
             aws_region=config["AWS_REGION"],
-            worker_groups=json.loads(published),
+            worker_groups=self.worker_groups(docs),
             bucket=config["RL_BUCKET"],
             # The dev overlay's in-cluster S3 server, through its port-forward, with the keys made here.
             s3_endpoint=f"http://127.0.0.1:{s3_port}" if dev else None,
@@ -296,6 +299,11 @@ class KubeRayProvider:
         self.state_dir.write_client_settings(settings, header)
         print(f"client settings: {self.state_dir.env_file}  (use: source {self.state_dir.env_file})")
 
+    def worker_groups(self, docs: list[dict[str, Any]] | None = None) -> dict[str, dict[str, float]]:
+        """What each group of the applied RayCluster can ever offer: max replicas x per-pod shape."""
+        docs = docs if docs is not None else manifests.objects(self.rendered())
+        return ClusterSpec.from_object(manifests.find(docs, "RayCluster"), source=self.overlay_path).capacity()
+
     # ------------------------------------------------------------------ down, status
 
     def down(self) -> int:
@@ -304,7 +312,7 @@ class KubeRayProvider:
         command = ["kubectl", "delete", "-k", self.overlay_path, "--ignore-not-found"]
         print("+ " + shlex.join(command), flush=True)
         if not self.dry_run:
-            if self.overlay == "dev":
+            if self.in_cluster_s3:
                 self._write_s3_env_file()  # the overlay does not render without it
             self.run(command)
             self.state_dir.clear()

@@ -21,9 +21,11 @@ import sys
 
 import yaml
 
+from controlplane.clusterspec import ClusterSpec
 from controlplane.kuberay import manifests
 from controlplane.state import REPO_ROOT
-from jobs.common.cluster.placement import GROUP_RESOURCES, HEAD_GROUP
+from jobs.common.cluster import capacity
+from jobs.common.cluster.placement import CAPACITY_ENV_VAR, GROUP_RESOURCES, HEAD_GROUP
 
 JOBS_DIR = REPO_ROOT / "k8s" / "jobs"
 
@@ -44,9 +46,17 @@ JOBS = {
 SUBMITTER_RESOURCES = {"cpu": "500m", "memory": "1Gi"}
 
 
-def raycluster_spec(overlay: str) -> dict:
+def raycluster(overlay: str) -> dict:
     docs = manifests.objects(manifests.render(f"k8s/overlays/{overlay}"))
-    return manifests.find(docs, "RayCluster")["spec"]
+    return manifests.find(docs, "RayCluster")
+
+
+def runtime_env_yaml(cluster: dict, overlay: str) -> str:
+    """The job's env: what each worker group can ever offer, derived from the RayCluster it brings
+    (its driver checks its plan against it), and unbuffered output."""
+    groups = ClusterSpec.from_object(cluster, source=f"k8s/overlays/{overlay}").capacity()
+    env_vars = {"PYTHONUNBUFFERED": "1", CAPACITY_ENV_VAR: capacity.to_env(groups)}
+    return yaml.safe_dump({"env_vars": env_vars}, sort_keys=False, width=1000)
 
 
 def submitter_pod_template(cluster: dict) -> dict:
@@ -77,7 +87,8 @@ def submitter_pod_template(cluster: dict) -> dict:
 
 def rayjob(name: str) -> dict:
     overlay, entrypoint, deadline = JOBS[name]
-    cluster = raycluster_spec(overlay)
+    whole = raycluster(overlay)
+    cluster = whole["spec"]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
@@ -87,7 +98,7 @@ def rayjob(name: str) -> dict:
             "entrypoint": entrypoint,
             "entrypointNumCpus": 0,
             "entrypointResources": json.dumps({GROUP_RESOURCES[HEAD_GROUP]: 1}),
-            "runtimeEnvYAML": "env_vars:\n  PYTHONUNBUFFERED: '1'\n",
+            "runtimeEnvYAML": runtime_env_yaml(whole, overlay),
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 600,

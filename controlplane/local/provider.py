@@ -1,10 +1,11 @@
-"""`up`, `down` and `status` for the local provider.
+"""PROVIDER=local: the overlay's RayCluster as Ray processes on this machine, plus an S3 server.
 
-`up` starts the S3 server and the Ray head together, then the worker nodes
-together (each `ray start` takes seconds), waits until every node is alive
-and the bucket answers, and writes the client env file. What it starts is
-recorded in state.json as soon as it is started, so `down` can always stop
-it, and a failed `up` stops what it had started before it reports.
+One `ray start --block` process per group (fixed: nothing scales), each with its
+group's per-node shape from the RayCluster (controlplane/clusterspec.py), every
+port on 127.0.0.1. `start` runs the S3 server and the Ray head together, then the
+worker nodes together (each `ray start` takes seconds); `wait_until_ready` waits
+until every node is alive, the bucket answers and the Jobs API takes jobs. When to
+start, repair or start afresh is decided in controlplane/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,17 @@ from typing import Any
 import yaml
 
 from controlplane import processes
+from controlplane.clusterspec import LOCAL_OVERLAY, ClusterSpec, GroupSpec
 from controlplane.errors import ClusterError
+from controlplane.lifecycle import ProvisionedCluster
 from controlplane.local import raynodes, s3server
-from controlplane.local.groups import NodeGroup, group_of, local_groups
-from controlplane.local.groups import capacity as group_capacity
-from controlplane.ports import free_ports, port_in_use, wait_for_port
+from controlplane.local.groups import fixed_nodes, for_this_machine
+from controlplane.ports import free_ports, wait_for_port
 from controlplane.provider import ClientSettings
+from controlplane.raystatus import Demand, groups_table, list_nodes, nodes_table, pending_demand, wait_for_jobs_api
 from controlplane.state import StateDir, write_private
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
-from jobs.common.reports.tables import table
 from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
 DEFAULT_BUCKET = "rl-checkpoints"
@@ -49,75 +52,51 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-class LocalProvider:
+class LocalProvider(ProvisionedCluster):
     name = "local"
+    # A node that dies while starting on a busy machine: one fresh start (new ports, new temp dirs)
+    # usually goes through.
+    start_attempts = 2
 
-    def __init__(self, state_dir: StateDir, dashboard_port: int = 8265, bucket: str = DEFAULT_BUCKET):
-        self.state_dir = state_dir
-        self.dashboard_port = dashboard_port
+    def __init__(
+        self,
+        state_dir: StateDir,
+        dashboard_port: int = 8265,
+        bucket: str = DEFAULT_BUCKET,
+        overlay: str = LOCAL_OVERLAY,
+    ):
+        super().__init__(state_dir, dashboard_port)
         self.bucket = bucket
-        # The shape is fixed for this command (GPU detection runs nvidia-smi: once).
-        self.groups = local_groups()
-        # This process talks to the cluster too (the state API): same token.
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(state_dir.ensure_auth_token())
+        self.overlay = overlay
+        self._spec: ClusterSpec | None = None
 
-    # ------------------------------------------------------------------ up
+    # ------------------------------------------------------------------ the shape
 
-    def up(self) -> int:
-        state = self.state_dir.load()
-        if state:
-            health = self._health(state)
-            if all(health.values()):
-                _say(
-                    f"already up: {state['dashboard_url']} ({len(health) - 1} Ray nodes, S3 at {state['s3_endpoint']})"
-                )
-                self._print_usage()
-                return 0
-            if health.get(HEAD_GROUP):
-                # The head (and with it every job) is fine: restart only what died.
-                return self._repair(state, health)
-            _say(
-                "the previous cluster is partly down ("
-                + ", ".join(k for k, ok in health.items() if not ok)
-                + " gone): stopping what is left and starting afresh"
-            )
-            self.down(quiet=True)
+    @property
+    def spec(self) -> ClusterSpec:
+        """The running cluster's shape as recorded, else the overlay's for this machine."""
+        if self._spec is None:
+            self._spec = self.recorded_spec() if self.spec_file.exists() else self._spec_from_overlay()
+        return self._spec
 
-        if port_in_use(self.dashboard_port):
-            raise ClusterError(
-                f"port {self.dashboard_port} on 127.0.0.1 is already in use (another Ray dashboard?); "
-                f"pick another with DASHBOARD_PORT=<port> (make cluster-up DASHBOARD_PORT=8266)"
-            )
-        started = time.monotonic()
-        for attempt in (1, 2):
-            state = self._new_state()
-            self.state_dir.save(state)
-            try:
-                self._start_all(state)
-                break
-            except ClusterError as err:
-                # A node that dies while starting on a busy machine: one fresh start (new
-                # ports, new temp dirs) usually goes through.
-                self.down(quiet=True, keep_ray_logs=True)
-                if attempt == 2:
-                    _say(f"cluster-up failed twice; Ray's logs are kept in {state['ray_temp_dir']}")
-                    raise
-                _say(
-                    f"cluster-up failed ({str(err).splitlines()[0]}); stopped it (Ray's logs kept in "
-                    f"{state['ray_temp_dir']}), starting once more"
-                )
-            except BaseException:
-                _say(f"cluster-up failed: stopping what it started (Ray's logs kept in {state['ray_temp_dir']})")
-                self.down(quiet=True, keep_ray_logs=True)
-                raise
-        self._write_env(state)
-        _say(f"cluster up in {time.monotonic() - started:.1f}s")
-        self.status()
-        self._print_usage()
-        return 0
+    def _spec_from_overlay(self) -> ClusterSpec:
+        spec, notes = for_this_machine(ClusterSpec.from_overlay(self.overlay))
+        for note in notes:
+            _say(note)
+        return spec
 
-    def _new_state(self) -> dict[str, Any]:
+    @property
+    def groups(self) -> list[GroupSpec]:
+        """The groups this provider runs, head first: one node each."""
+        nodes = fixed_nodes(self.spec)
+        return [group for group in self.spec.groups if nodes[group.name]]
+
+    # ------------------------------------------------------------------ fresh state
+
+    def new_state(self) -> dict[str, Any]:
+        self._spec = self._spec_from_overlay()
+        self.spec.save(self.spec_file)
+        _say(self.spec.describe() + "\n(PROVIDER=local: one node per group, fixed)")
         gcs_port, client_port = free_ports(2)
         temp_dir = Path(tempfile.mkdtemp(prefix="rl-ray-"))
         link = self.state_dir.ray_link
@@ -129,6 +108,7 @@ class LocalProvider:
             "provider": self.name,
             "cluster_id": uuid.uuid4().hex,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "overlay": self.spec.source,
             "dashboard_url": f"http://127.0.0.1:{self.dashboard_port}",
             "dashboard_port": self.dashboard_port,
             "gcs_port": gcs_port,
@@ -140,6 +120,9 @@ class LocalProvider:
             "storage_uri": f"s3://{self.bucket}/{STORAGE_PREFIX}",
             "pids": {},
         }
+
+    def logs_hint(self, state: dict[str, Any]) -> str:
+        return f"Ray's logs kept in {state['ray_temp_dir']}"
 
     def server_env(self, state: dict[str, Any]) -> dict[str, str]:
         """The environment every server starts with (and Ray jobs inherit).
@@ -162,7 +145,7 @@ class LocalProvider:
                 "RL_BUCKET": state["bucket"],
                 "RL_STORAGE_URI": state["storage_uri"],
                 # What each worker group can ever offer: jobs check their plan against it.
-                capacity.CAPACITY_ENV_VAR: capacity.to_env(group_capacity(self.groups)),
+                capacity.CAPACITY_ENV_VAR: capacity.to_env(self.spec.capacity(fixed_nodes(self.spec))),
                 "PYTHONUNBUFFERED": "1",
                 # `ray job stop` waits this long after SIGTERM before SIGKILL (Ray's default: 3 s):
                 # time for a training job to finish its iteration and checkpoint it (jobs/common/run/preemption.py).
@@ -175,8 +158,8 @@ class LocalProvider:
         )
         return env
 
-    def _start_node(self, state: dict[str, Any], group: NodeGroup, env: dict[str, str]) -> int:
-        head = group.name == HEAD_GROUP
+    def _start_node(self, state: dict[str, Any], group: GroupSpec, env: dict[str, str]) -> int:
+        head = group.is_head
         cmd = raynodes.node_command(
             group,
             temp_dir=Path(state["ray_temp_dir"]),
@@ -197,10 +180,11 @@ class LocalProvider:
         self.state_dir.save(state)
         return pid
 
-    def _start_all(self, state: dict[str, Any]) -> None:
+    # ------------------------------------------------------------------ the steps
+
+    def start(self, state: dict[str, Any]) -> None:
         env = self.server_env(state)
-        groups = self.groups
-        head, workers = groups[0], groups[1:]
+        head, *workers = self.groups
         _say(f"starting S3 server (SeaweedFS) and Ray head on 127.0.0.1 (dashboard :{state['dashboard_port']})")
         self._start_s3(state, env)
         self._start_node(state, head, env)
@@ -209,25 +193,36 @@ class LocalProvider:
         _say("starting worker nodes: " + ", ".join(g.name for g in workers))
         for group in workers:
             self._start_node(state, group, env)
-        credentials = self.state_dir.s3_credentials()
-        try:
-            s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], credentials)
-        except TimeoutError as err:
-            raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
-        self._wait_for_nodes(state, env)
+
+    def restart(self, state: dict[str, Any], roles: Sequence[str]) -> None:
+        env = self.server_env(state)
+        if "s3" in roles:
+            # Same ports and data folder: clients and running jobs keep their endpoint.
+            self._start_s3(state, env)
+        for group in self.groups:
+            if group.name in roles:
+                self._start_node(state, group, env)
+
+    def wait_until_ready(self, state: dict[str, Any], restarted: Sequence[str] = ()) -> None:
+        if not restarted or "s3" in restarted:
+            try:
+                s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], self.state_dir.s3_credentials())
+            except TimeoutError as err:
+                raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
+        self._wait_for_nodes(state, self.server_env(state))
         self._wait_for_jobs_api(state)
 
     def _wait_for_nodes(self, state: dict[str, Any], env: dict[str, str]) -> None:
-        """Until every group has an ALIVE node. A worker node that dies or has
-        not registered after WORKER_RETRY_S is started again, once: on a busy
-        2-core machine a raylet occasionally misses its registration window."""
+        """Until every group has an ALIVE node. A worker node that dies or has not registered
+        after WORKER_RETRY_S is started again, once: on a busy 2-core machine a raylet
+        occasionally misses its registration window."""
         groups = {group.name: group for group in self.groups}
         started = time.monotonic()
         retried: set[str] = set()
         missing = list(groups)
         while time.monotonic() - started < NODE_TIMEOUT_S:
             try:
-                alive = {n["group"] for n in list_nodes(state) if n["state"] == "ALIVE"}
+                alive = {n["group"] for n in list_nodes(state["dashboard_url"]) if n["state"] == "ALIVE"}
             except Exception:  # the dashboard is still starting
                 alive = set()
             missing = [name for name in groups if name not in alive]
@@ -260,27 +255,10 @@ class LocalProvider:
         `ray job submit` right after cluster-up found the Jobs API unreachable
         (seen in CI after a head restart). Ready means ready to take jobs.
         """
-        import urllib.error
-        import urllib.request
-
-        token = self.state_dir.auth_token.read_text().strip()
-        request = urllib.request.Request(
-            f"{state['dashboard_url']}/api/jobs/", headers={"Authorization": f"Bearer {token}"}
-        )
-        deadline = time.monotonic() + NODE_TIMEOUT_S
-        problem = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    if response.status == 200:
-                        return
-                    problem = f"HTTP {response.status}"
-            except urllib.error.HTTPError as err:
-                problem = f"HTTP {err.code}"
-            except (urllib.error.URLError, OSError) as err:
-                problem = str(err)
-            time.sleep(0.5)
-        raise ClusterError(self._died_message(HEAD_GROUP, f"the Jobs API never answered ({problem})"))
+        try:
+            wait_for_jobs_api(state["dashboard_url"], self.state_dir.auth_token, NODE_TIMEOUT_S)
+        except TimeoutError as err:
+            raise ClusterError(self._died_message(HEAD_GROUP, str(err))) from None
 
     def _died_message(self, name: str, what: str) -> str:
         log = self.state_dir.logs / (f"{name}.log")
@@ -289,41 +267,20 @@ class LocalProvider:
             tail = "\n  " + "\n  ".join(log.read_text(errors="replace").strip().splitlines()[-8:])
         return f"{name} failed to start: {what}; log {log}:{tail}"
 
-    def _repair(self, state: dict[str, Any], health: dict[str, bool]) -> int:
-        missing = [name for name, ok in health.items() if not ok]
-        _say(f"repairing: restarting {', '.join(missing)}")
-        env = self.server_env(state)
-        if "s3" in missing:
-            # Same ports and data folder: clients and running jobs keep their endpoint.
-            self._start_s3(state, env)
-            try:
-                s3server.wait_until_serving(state["s3_endpoint"], state["bucket"], self.state_dir.s3_credentials())
-            except TimeoutError as err:
-                raise ClusterError(f"{err}; see {self.state_dir.logs / 's3.log'}") from None
-        for group in self.groups:
-            if group.name in missing:
-                self._start_node(state, group, env)
-        self._wait_for_nodes(state, env)
-        self._wait_for_jobs_api(state)
-        self._write_env(state)
-        _say(f"repaired: {', '.join(missing)} back")
-        self.status()
-        return 0
-
-    def _health(self, state: dict[str, Any]) -> dict[str, bool]:
-        names = ["s3", *(g.name for g in self.groups)]
+    def health(self, state: dict[str, Any]) -> dict[str, bool]:
         pids = state.get("pids", {})
+        names = [HEAD_GROUP, "s3", *(g.name for g in self.groups if not g.is_head)]
         return {name: bool(pids.get(name)) and processes.is_alive(pids[name]) for name in names}
 
     # ------------------------------------------------------------------ env
 
-    def _write_env(self, state: dict[str, Any]) -> None:
+    def write_client_settings(self, state: dict[str, Any]) -> None:
         settings = ClientSettings(
             ray_address=state["dashboard_url"],
             auth_token_path=self.state_dir.ensure_auth_token(),
             storage_uri=state["storage_uri"],
             aws_region=S3_REGION,
-            worker_groups=group_capacity(self.groups),
+            worker_groups=self.spec.capacity(fixed_nodes(self.spec)),
             bucket=state["bucket"],
             s3_endpoint=state["s3_endpoint"],
             s3_keys=self.state_dir.s3_credentials(),
@@ -366,19 +323,11 @@ class LocalProvider:
         }
         write_private(self.state_dir.root / "prometheus.yml", yaml.safe_dump(config, sort_keys=False))
 
-    def _print_usage(self) -> None:
-        env_file = self.state_dir.env_file
-        shown = os.path.relpath(env_file) if not os.path.relpath(env_file).startswith("..") else str(env_file)
-        _say(f"client settings: {shown}  (use: source {shown})")
-
     # ------------------------------------------------------------------ down
 
-    def down(self, quiet: bool = False, keep_ray_logs: bool = False) -> int:
-        state = self.state_dir.load()
+    def teardown(self, state: dict[str, Any] | None, keep_logs: bool) -> list[str]:
         if not state:
-            if not quiet:
-                _say("nothing to stop: no cluster is recorded in " + str(self.state_dir.root))
-            return 0
+            return []
         pids = state.get("pids", {})
         # Workers first, then the head, then the S3 server, all within one grace period.
         processes.stop_groups(pids.values())
@@ -386,66 +335,63 @@ class LocalProvider:
         if leftovers:
             processes.kill_pids(leftovers)
         temp_dir = state.get("ray_temp_dir")
-        if temp_dir and Path(temp_dir).name.startswith("rl-ray-") and not keep_ray_logs:
+        if temp_dir and Path(temp_dir).name.startswith("rl-ray-") and not keep_logs:
             shutil.rmtree(temp_dir, ignore_errors=True)
         link = self.state_dir.ray_link
         if link.is_symlink():
             link.unlink()
-        self.state_dir.clear()
+        self.spec_file.unlink(missing_ok=True)
         remaining = processes.processes_with_marker(state["cluster_id"])
         if remaining:
             raise ClusterError(f"processes of this cluster are still running after SIGKILL: {remaining}")
-        if not quiet:
-            escaped = f"; {len(leftovers)} escaped helper processes killed" if leftovers else ""
-            _say(f"stopped: {', '.join(pids)}{escaped}; S3 data kept in {self.state_dir.s3_data}")
-        return 0
+        stopped = list(pids)
+        if leftovers:
+            stopped.append(f"{len(leftovers)} escaped helper processes killed")
+        return stopped
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> int:
-        state = self.state_dir.load()
-        if not state:
-            raise ClusterError(
-                f"no local cluster is up (nothing recorded in {self.state_dir.root}); run `make cluster-up`"
-            )
-        health = self._health(state)
-        _say(f"provider: local   started: {state['started_at']}")
+    def show_status(self, state: dict[str, Any]) -> int:
+        health = self.health(state)
+        _say(f"provider: local   started: {state['started_at']}   groups from: {self.spec.source}")
         _say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
         _say(
             f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
             f"server: {'running' if health['s3'] else 'DOWN'}"
         )
-        try:
-            nodes = list_nodes(state)
-        except Exception as err:  # noqa: BLE001 - shown to the user as is
-            _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
-            return 1
-        rows = [
-            (node["group"], node["state"], f"{node['cpus']:g}", f"{node['gpus']:g}", node["node_id"][:12])
-            for node in sorted(nodes, key=lambda n: (n["group"], n["node_id"]))
-        ]
-        _say(table(("GROUP", "STATE", "CPUS", "GPUS", "NODE ID"), rows, indent="  ", rule=False))
-        down = [name for name, ok in health.items() if not ok]
-        if down:
-            _say(f"DOWN: {', '.join(down)} (run `make cluster-up` to repair)")
-            return 1
-        return 0
-
-
-def list_nodes(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Nodes as the Ray state API reports them, with their group."""
-    from ray.util.state import list_nodes as ray_list_nodes
-
-    nodes = []
-    for node in ray_list_nodes(address=state["dashboard_url"], detail=True, raise_on_missing_output=False):
-        resources = dict(node.resources_total or {})
-        nodes.append(
-            {
-                "node_id": node.node_id,
-                "state": node.state,
-                "group": group_of(resources),
-                "cpus": resources.get("CPU", 0.0),
-                "gpus": resources.get("GPU", 0.0),
-            }
+        return show_ray_status(
+            self.spec,
+            state["dashboard_url"],
+            f"127.0.0.1:{state['gcs_port']}",
+            limits={name: (count, count) for name, count in fixed_nodes(self.spec).items()},
+            down=[name for name, ok in health.items() if not ok],
+            repair="make cluster-up",
         )
-    return nodes
+
+
+def show_ray_status(
+    spec: ClusterSpec,
+    dashboard_url: str,
+    gcs_address: str,
+    limits: dict[str, tuple[int, int]],
+    down: list[str],
+    repair: str,
+) -> int:
+    """The groups (nodes now, min, max), the pending demand and the nodes; 1 if something is down."""
+    try:
+        nodes = list_nodes(dashboard_url)
+    except Exception as err:  # noqa: BLE001 - shown to the user as is
+        _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
+        return 1
+    try:
+        demand: Demand | None = pending_demand(gcs_address)
+        waiting = demand.describe()
+    except Exception as err:  # noqa: BLE001 - the GCS may be restarting: the rest is still worth showing
+        demand, waiting = None, f"unknown ({err.__class__.__name__})"
+    _say(groups_table(spec, nodes, limits, demand))
+    _say(f"pending demand: {waiting}")
+    _say(nodes_table(nodes))
+    if down:
+        _say(f"DOWN: {', '.join(down)} (run `{repair}` to repair)")
+        return 1
+    return 0

@@ -6,12 +6,18 @@ root, pidfile and socket) and stop it by PID at the end. `make images-local`
 builds the images into it (from scratch on a fresh machine), with a user's
 cluster secrets in its environment, as after `source .cluster/env`. Then:
 what the images hold (uid 1000, the pinned Python/Ray/torch, `jobs/` imports,
-no key or token in any layer of the saved images), `make cluster-up
-PROVIDER=docker` (groups, markers, token, `.cluster/env`, loopback-only
-ports), PPO on CartPole through the Jobs API with the cpu-workers container
-killed mid-training, repaired by cluster-up and resumed to a return of 450 with
-its checkpoint in S3, evaluation from that S3 URI, and cluster-down leaving no
-container, network or volume but the S3 data.
+no key or token in any layer of the saved images), then `make cluster-up
+PROVIDER=docker` of tests/e2e/overlays/autoscale: the local overlay with a
+cpu-workers group of 0 to 2 nodes and a 10 s idle timeout, scaled by Ray's own
+autoscaler on the host (groups, markers, token, `.cluster/env`, loopback-only
+ports); a sweep whose trials need both nodes (the group grows to two containers,
+every trial finishes, and back at zero after the idle timeout, as `make
+cluster-status` shows); PPO on CartPole through the Jobs API to a return of 450
+with its checkpoint in S3, evaluation from that S3 URI; the worker container
+killed mid-training and the run resumed on a node the autoscaler brings back; a
+node removed the way the autoscaler removes one (its preStop hook drains it)
+while sweep trials run on it, losing no finished iteration; and cluster-down
+leaving no container, network or volume but the S3 data.
 
 A machine without Docker fails these tests, saying what is missing (.ci/run
 installs it); they are never skipped in silence.
@@ -28,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,9 +42,12 @@ from pathlib import Path
 
 import pytest
 
+from controlplane import processes
+from controlplane.clusterspec import ClusterSpec
 from controlplane.containers import images as image_build
-from controlplane.containers.daemon import Engine, OwnDaemon, cache_dir, docker_cli
-from controlplane.containers.provider import CLUSTER_LABEL, GCS_PORT, HEAD_GROUP, ROLE_LABEL, STATE_LABEL
+from controlplane.containers.autoscaler import load_cluster
+from controlplane.containers.daemon import Engine, OwnDaemon, cache_dir
+from controlplane.containers.nodes import CLUSTER_LABEL, ROLE_LABEL, SCALING_LOG, STATE_LABEL
 from controlplane.ports import free_port
 from controlplane.state import StateDir
 from tests.conftest import REPO_ROOT
@@ -48,6 +58,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(1800)]
 
 RUN = uuid.uuid4().hex[:6]
 PPO = "jobs/experiments/ppo-cartpole.yaml"
+# cpu-workers: 0 to 2 nodes of 2 CPUs, idle for 10 s before they go.
+OVERLAY = "tests/e2e/overlays/autoscale"
 NAMES = image_build.ImageNames.from_env()
 
 
@@ -219,6 +231,7 @@ def docker_cluster(docker_engine, built, state) -> Iterator[Cluster]:
     env = {
         **base_env(docker_engine),
         "PROVIDER": "docker",
+        "OVERLAY": OVERLAY,
         "CLUSTER_STATE_DIR": str(state.root),
         "DASHBOARD_PORT": str(free_port()),
     }
@@ -288,16 +301,43 @@ def test_no_key_or_token_in_any_layer_of_the_saved_images(docker_engine, built, 
 # ------------------------------------------------------------------ the cluster
 
 
-def test_cluster_up_has_the_groups_markers_token_and_client_env_of_the_local_provider(docker_cluster, docker_engine):
-    cluster = docker_cluster
-    print(f"cluster-up to ready: {cluster.up_s:.1f}s")
+def status_rows(cluster: Cluster) -> tuple[dict[str, list[str]], dict[str, list[str]], str]:
+    """`make cluster-status`: the groups table (GROUP NODES MIN MAX ...) and the ALIVE nodes, by group."""
     status = cluster.control("status")
     assert status.returncode == 0, status.stdout + status.stderr
-    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines() if " ALIVE " in line}
-    runtimes = docker_engine.info().get("Runtimes") or {}
-    assert rows["head"][2:4] == ["0", "0"]
-    assert rows["cpu-workers"][2:4] == [str(max(2, os.cpu_count() or 2)), "0"]
-    assert rows["gpu-workers"][3] == ("0" if "nvidia" not in runtimes else rows["gpu-workers"][3])
+    lines = status.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:4] == ["GROUP", "NODES", "MIN", "MAX"])
+    groups = {}
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        groups[line.split()[0]] = line.split()
+    alive = {}
+    for line in lines:
+        if line.startswith("  ") and " ALIVE " in line:
+            alive.setdefault(line.split()[0], []).append(line)
+    return groups, alive, status.stdout
+
+
+def worker_containers(engine: Engine, cluster: Cluster, group: str = "cpu-workers") -> list[str]:
+    recorded = cluster.state.load()
+    return engine.docker("ps", "--format", "{{.Names}}", f"--filter=label={CLUSTER_LABEL}={recorded['cluster_id']}",
+                         f"--filter=label={ROLE_LABEL}={group}").stdout.split()  # fmt: skip
+
+
+def test_cluster_up_runs_the_overlays_raycluster_with_markers_token_and_the_local_providers_client_env(
+    docker_cluster, docker_engine
+):
+    cluster = docker_cluster
+    print(f"cluster-up to ready: {cluster.up_s:.1f}s")
+    spec = ClusterSpec.from_overlay(OVERLAY)
+    assert f"groups from {OVERLAY}" in cluster.up_output and "cpu-workers: 0-2 x (2 CPU" in cluster.up_output
+    groups, alive, _ = status_rows(cluster)
+    # Each group: nodes now, min and max, from the overlay; the CPU group starts empty (minReplicas 0).
+    assert groups["head"][1:4] == ["1", "1", "1"]
+    assert groups["cpu-workers"][1:4] == ["0", "0", "2"]
+    assert groups["gpu-workers"][1:4] == ["0", "0", "1"]
+    assert set(alive) == {"head"} and alive["head"][0].split()[2:4] == ["0", "0"]
     env = cluster.state.read_env()
     assert oct(cluster.state.env_file.stat().st_mode & 0o777) == "0o600"
     assert set(env) == {
@@ -315,33 +355,80 @@ def test_cluster_up_has_the_groups_markers_token_and_client_env_of_the_local_pro
     }
     assert env["RAY_ADDRESS"] == f"http://127.0.0.1:{cluster.env['DASHBOARD_PORT']}" and env["RAY_AUTH_MODE"] == "token"
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
-    assert set(json.loads(env["RL_WORKER_GROUPS"])) == {"head", "cpu-workers", "gpu-workers"}
+    runtimes = docker_engine.info().get("Runtimes") or {}
+    expected = spec if "nvidia" in runtimes else spec.with_gpus_available(0, "no NVIDIA runtime")[0]
+    assert json.loads(env["RL_WORKER_GROUPS"]) == expected.capacity()  # max replicas x per-node shape
 
     recorded = cluster.state.load()
     ids = docker_engine.docker("ps", "-q", f"--filter=label={CLUSTER_LABEL}={recorded['cluster_id']}").stdout.split()
-    assert len(ids) == 4
+    assert len(ids) == 2  # S3 and the head: no worker until demand comes
     secrets = secrets_of(cluster.state)
     for container in json.loads(docker_engine.docker("inspect", *ids).stdout):
         role = container["Config"]["Labels"][ROLE_LABEL]
-        # Published on 127.0.0.1 only, and only the Jobs API and S3.
+        # Published on 127.0.0.1 only: S3, and the head's Jobs API and GCS (for the autoscaler on the host).
         bindings = [b for port in (container["HostConfig"]["PortBindings"] or {}).values() for b in port]
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings), bindings
-        assert len(bindings) == (1 if role in ("head", "s3") else 0)
+        assert len(bindings) == {"head": 2, "s3": 1}[role]
         # No secret on a command line, in a label or a mount path; the token comes read-only.
         visible = json.dumps([container["Config"]["Cmd"], container["Args"], container["Config"]["Labels"]])
         assert not [label for label, value in secrets.items() if value in visible]
-        if role != "s3":
+        if role == "head":
             token = [m for m in container["Mounts"] if m["Destination"] == "/run/secrets/ray/auth_token"]
             assert token and not token[0]["RW"]
             assert docker_engine.docker("exec", container["Id"], "id", "-u").stdout.strip() == "1000"
+            assert container["HostConfig"]["Memory"] == spec.head.memory_limit_bytes  # the pod's limits
+    # Ray's autoscaler runs on the host (it needs the engine; no container has the Docker socket).
+    autoscaler_pid = recorded["pids"]["autoscaler"]
+    assert Path(f"/proc/{autoscaler_pid}").exists()
+    assert not [c for c in json.loads(docker_engine.docker("inspect", *ids).stdout)
+                if any("docker.sock" in m["Source"] for m in c["Mounts"])]  # fmt: skip
     # What listens on the host for this cluster: docker-proxy on 127.0.0.1, nothing on other addresses.
     published = {int(env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]), int(cluster.env["DASHBOARD_PORT"])}
+    published.add(recorded["gcs_port"])
     listening = host_listening()
     assert {port for _, port in listening} >= published
     assert all(address == "127.0.0.1" for address, port in listening if port in published), listening
     files = cluster.state.root / "containers"
     assert oct(files.stat().st_mode & 0o777) == "0o700"
     assert all(oct(f.stat().st_mode & 0o777) in ("0o600", "0o400") for f in files.iterdir())
+
+
+def test_the_cpu_group_grows_for_a_sweeps_trials_and_shrinks_back_to_zero_when_idle(docker_cluster, docker_engine):
+    """Two trials of 2 CPUs each: one whole cpu-workers node each. Ray's autoscaler adds two containers
+    while they wait, every trial finishes, and 10 s after they are done the group is empty again."""
+    cluster = docker_cluster
+    name = f"docker-scale-{RUN}"
+    args = ("--name", name, "--set", "num_samples=1", "--set", "scheduler={type: fifo}", "--set", "best=null",
+            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=20000",
+            "--set", "stop.episode_return_mean=null", "--set", "resources_per_trial={cpus: 2, gpus: 0}")  # fmt: skip
+    submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.sweep",
+                                "--config", "jobs/sweeps/cartpole-seed.yaml", *args)  # fmt: skip
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = job_id_of(submitted.stdout)
+    most = 0
+    started = time.monotonic()
+    while (status := str(cluster.jobs().get_job_status(job_id))) in ("PENDING", "RUNNING"):
+        most = max(most, len(worker_containers(docker_engine, cluster)))
+        assert time.monotonic() - started < 300, cluster.jobs().get_job_logs(job_id)[-3000:]
+        time.sleep(0.5)
+    logs = cluster.jobs().get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-3000:]
+    assert most == 2, f"the group grew to {most} containers"
+    assert any(line.startswith(f"sweep {name}: 2 of 2 trials 2 finished") for line in ours(logs.splitlines())), logs
+    # Placed by group: the trials' demand asked for the CPU group, which had no node when they were submitted.
+    scaling = (cluster.state.root / SCALING_LOG).read_text()
+    ups = [line for line in scaling.splitlines() if " scale-up   cpu-workers +1 " in line]
+    assert len(ups) == 2 and all("cpu_group" in line for line in ups), scaling
+    finished = time.monotonic()
+    while worker_containers(docker_engine, cluster):
+        assert time.monotonic() - finished < 90, scaling
+        time.sleep(0.5)
+    gone_s = time.monotonic() - finished
+    groups, alive, _ = status_rows(cluster)
+    assert groups["cpu-workers"][1:4] == ["0", "0", "2"] and "cpu-workers" not in alive
+    downs = [line for line in (cluster.state.root / SCALING_LOG).read_text().splitlines() if " scale-down " in line]
+    assert len(downs) == 2 and all("idleTimeoutSeconds 10" in line for line in downs), downs
+    print(f"sweep: the group grew to 2 containers; back at 0 containers {gone_s:.0f}s after the job ended")
 
 
 def host_listening() -> list[tuple[str, int]]:
@@ -418,17 +505,19 @@ def test_ppo_to_450_through_the_jobs_api_with_the_checkpoint_in_s3_then_evaluate
     print(f"PPO to 450: {trained_s:.0f}s; evaluation: {time.monotonic() - started - trained_s:.0f}s (mean {mean})")
 
 
-# What RLlib 2.60 does when it restores an algorithm whose learner is a remote actor on another
-# node: it copies the checkpoint "from the driver's node" as a local folder
-# (Checkpointable._restore_all_subcomponents_from_path -> sync_dir_between_nodes), and an s3://
-# checkpoint is no local folder there. On the local provider every node is 127.0.0.1, so the
-# learner reads S3 itself and resume works; in containers (and on KubeRay or VMs) node addresses
-# differ. The fix belongs in jobs/train.py: download the checkpoint to a local folder on the
-# driver, then algo.restore_from_path(<that folder>) (checked by hand on this cluster).
-KNOWN_RESUME_BUG = "_PackActor"
+def scaled_up_since(cluster: Cluster, lines_before: int) -> list[str]:
+    lines = (cluster.state.root / SCALING_LOG).read_text().splitlines()[lines_before:]
+    return [line for line in lines if " scale-up   cpu-workers +1 " in line]
 
 
-def test_worker_container_killed_mid_training_cluster_up_repairs_it_and_the_run_resumes(docker_cluster, docker_engine):
+def scaling_lines(cluster: Cluster) -> int:
+    log = cluster.state.root / SCALING_LOG
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_worker_container_killed_mid_training_and_the_run_resumes_on_a_node_the_autoscaler_brings(
+    docker_cluster, docker_engine
+):
     cluster = docker_cluster
     name = f"docker-kill-{RUN}"
     args = ("--config", PPO, "--name", name, "--set", "checkpoint.every_n_iterations=2")
@@ -437,44 +526,40 @@ def test_worker_container_killed_mid_training_cluster_up_repairs_it_and_the_run_
     job_id = job_id_of(submitted.stdout)
     wait_for_checkpoint(cluster, name, iteration=2, job_id=job_id)
 
-    worker = cluster.state.load()["containers"]["cpu-workers"]
-    docker_engine.docker("kill", worker)  # the env runner and the learner
+    workers = worker_containers(docker_engine, cluster)
+    assert workers, "the training job runs on no cpu-workers container"
+    docker_engine.docker("kill", *workers)  # the env runner and the learner
     killed_at = time.monotonic()
+    before = scaling_lines(cluster)
     assert wait_for_job(cluster, job_id) == "FAILED"
-    failed_s = time.monotonic() - killed_at
     latest = json.loads(read_object(cluster, prefix_of(cluster, name) + "latest.json"))
-    repaired = cluster.control("up", timeout=300)
-    assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
-    assert cluster.control("status").returncode == 0
-    repaired_s = time.monotonic() - killed_at - failed_s
-    print(f"job failed {failed_s:.0f}s after the kill; cluster-up repaired cpu-workers in {repaired_s:.0f}s")
 
     resumed = cluster.control("submit", "--", "python", "-m", "jobs.train", *args, timeout=900)
     lines = ours(job_lines(resumed.stdout))
     assert lines[0] == f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", lines[:3]
-    if resumed.returncode != 0 and KNOWN_RESUME_BUG in resumed.stdout:
-        pytest.xfail("jobs/train.py restores a remote learner straight from s3:// (see KNOWN_RESUME_BUG)")
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
     first = int(re.search(r"^iter\s+(\d+)", next(line for line in lines if line.startswith("iter "))).group(1))
     assert first == latest["iteration"] + 1
     assert lines[-1].startswith("checkpoint: s3://"), lines[-5:]
-    print(f"killed, repaired and resumed to the end in {time.monotonic() - killed_at:.0f}s")
+    assert scaled_up_since(cluster, before), "the resumed run got no node from the autoscaler"
+    # The GCS was told at once that the killed container's node is gone (not after its health checks
+    # failed): the resumed run's actors were never placed on it.
+    lost = [line for line in (cluster.state.root / SCALING_LOG).read_text().splitlines() if " lost " in line]
+    assert {name for name in workers if any(name in line for line in lost)} == set(workers), lost
+    print(f"killed; resumed on a new node and trained to the end in {time.monotonic() - killed_at:.0f}s")
 
 
-def test_a_drained_worker_container_checkpoints_its_sweep_trials_which_resume_there_uncounted(
-    docker_cluster, docker_engine
-):
-    """Preemption of a sweep: the worker's preStop hook (`python -m jobs.common.run.preemption
-    --drain-this-node`, as the KubeRay manifests run it) drains the node through Ray's drain API; each
-    trial on it checkpoints the iteration it is on; the container is then killed (the node goes),
-    cluster-up brings one back, and the trials go on from those checkpoints. max_failures is 0: a
-    failure that Tune counted would end a trial in ERROR."""
+def test_a_node_removed_while_sweep_trials_run_on_it_loses_no_finished_iteration(docker_cluster, docker_engine):
+    """A node taken away as the autoscaler (or KubeRay's operator) takes one: its preStop hook
+    (`python -m jobs.common.run.preemption --drain-this-node`, as the manifests run it) drains it through
+    Ray's drain API; each trial on it checkpoints the iteration it is on; then the container goes. The
+    trials wait again, the autoscaler brings a node, and they go on from those checkpoints. max_failures
+    is 0: a failure that Tune counted would end a trial in ERROR."""
     cluster = docker_cluster
     name = f"docker-drain-{RUN}"
-    # 60 iterations a trial: the drain comes after the first progress line that shows both trials running
-    # (the sweep prints one every 10 s), and must find both still running: at 30 iterations one trial had
-    # once finished by then. Each checkpoint comes within a second or two; what is left after the resume
-    # only has to show that the trials go on from there.
+    # 60 iterations a trial: the removal comes after the first progress line that shows both trials running
+    # (the sweep prints one every 10 s), and must find both still running. Each checkpoint comes within a
+    # second or two; what is left after the resume only has to show that the trials go on from there.
     args = ("--name", name, "--set", "num_samples=1", "--set", "scheduler={type: fifo}", "--set", "max_failures=0",
             "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=60000",
             "--set", "stop.episode_return_mean=null", "--set", "best=null",
@@ -490,30 +575,27 @@ def test_a_drained_worker_container_checkpoints_its_sweep_trials_which_resume_th
         assert str(client.get_job_status(job_id)) in ("PENDING", "RUNNING"), client.get_job_logs(job_id)[-3000:]
         time.sleep(0.5)
 
-    worker = cluster.state.load()["containers"]["cpu-workers"]
-    hook = ["python", "-m", "jobs.common.run.preemption", "--drain-this-node", "--address", f"{HEAD_GROUP}:{GCS_PORT}"]
-    prestop = subprocess.Popen([docker_cli(), "exec", worker, *hook], env=docker_engine.env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    drained_at = time.monotonic()
-    try:
-        pattern = r"trial (\w+): preempted \(node draining, \d+ s before it goes\): checkpoint (\S+) at iteration (\d+)"
-        while len(saved := re.findall(pattern, client.get_job_logs(job_id))) < 2:
-            assert time.monotonic() - drained_at < 60, client.get_job_logs(job_id)[-3000:]
-            time.sleep(0.5)
-        saved_s = time.monotonic() - drained_at
-    finally:
-        prestop.kill()
-        hook_output = prestop.communicate()[0]
-    assert "draining node" in hook_output, hook_output
+    containers = load_cluster(cluster.state.root)
+    group = containers.spec.group("cpu-workers")
+    workers = [c["name"] for c in containers.containers() if c["role"] == "cpu-workers"]
+    before = scaling_lines(cluster)
+    removals = [threading.Thread(target=containers.remove_node, args=(name_, group)) for name_ in workers]
+    for removal in removals:
+        removal.start()
+    removed_at = time.monotonic()
+    pattern = r"trial (\w+): preempted \(node draining, \d+ s before it goes\): checkpoint (\S+) at iteration (\d+)"
+    while len(saved := re.findall(pattern, client.get_job_logs(job_id))) < 2:
+        assert time.monotonic() - removed_at < 60, client.get_job_logs(job_id)[-3000:]
+        time.sleep(0.5)
+    saved_s = time.monotonic() - removed_at
+    for removal in removals:
+        removal.join(timeout=180)
     for trial_id, checkpoint, iteration in saved:
         # The checkpoint of the iteration each trial was on, through the normal path (its pointer names it).
         assert checkpoint.endswith(f"/trials/{trial_id}/checkpoint_{int(iteration):06d}")
         pointer = json.loads(read_object(cluster, prefix_of(cluster, name) + f"trials/{trial_id}/latest.json"))
         assert (pointer["checkpoint"], pointer["iteration"]) == (checkpoint, int(iteration))
 
-    docker_engine.docker("kill", worker)  # the node goes
-    repaired = cluster.control("up", timeout=300)
-    assert repaired.returncode == 0 and "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
     assert wait_for_job(cluster, job_id, timeout=600) == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
     logs = client.get_job_logs(job_id)
     for trial_id, checkpoint, iteration in saved:
@@ -523,7 +605,22 @@ def test_a_drained_worker_container_checkpoints_its_sweep_trials_which_resume_th
     assert any(line.startswith(f"sweep {name}: 2 of 2 trials 2 finished") for line in ours(logs.splitlines())), logs[
         -3000:
     ]
-    print(f"drained: both trials checkpointed {saved_s:.1f}s after the drain; resumed to the end")
+    assert scaled_up_since(cluster, before), "the waiting trials got no node from the autoscaler"
+    print(f"removed {len(workers)} node(s): both trials checkpointed {saved_s:.1f}s after; resumed on a new node")
+
+
+def test_a_dead_autoscaler_shows_in_cluster_status_and_cluster_up_starts_it_again(docker_cluster):
+    cluster = docker_cluster
+    pid = cluster.state.load()["pids"]["autoscaler"]
+    processes.stop_groups([pid], grace_s=1.0)
+    status = cluster.control("status")
+    assert status.returncode == 1 and "Ray's autoscaler (v2): DOWN" in status.stdout, status.stdout
+    assert "DOWN: autoscaler (run `make cluster-up PROVIDER=docker` to repair)" in status.stdout
+    repaired = cluster.control("up", timeout=300)
+    assert repaired.returncode == 0 and "repaired: autoscaler back" in repaired.stdout, repaired.stdout
+    again = cluster.state.load()["pids"]["autoscaler"]
+    assert again != pid and processes.is_alive(again)
+    assert cluster.control("status").returncode == 0
 
 
 def test_cluster_down_removes_every_container_network_and_volume_and_keeps_the_s3_data(docker_cluster, docker_engine):

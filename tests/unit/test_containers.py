@@ -1,6 +1,7 @@
 """PROVIDER=docker and `make images-local` without a Docker Engine: the commands they
-would run (loopback-only ports, labels, no secret on any command line), the secret
-files they write, the names and pins they use, and our own dockerd's flags."""
+would run for the overlay's RayCluster (loopback-only ports, labels, limits, no secret on
+any command line), the secret files they write, the names and pins they use, our own
+dockerd's flags, and the host firewall check."""
 
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.containers import daemon, images
-from controlplane.containers.provider import (
+from controlplane.clusterspec import ClusterSpec
+from controlplane.containers import daemon, hostnet, images
+from controlplane.containers.nodes import (
     CLUSTER_LABEL,
     ROLE_LABEL,
     STATE_LABEL,
+    TAG_LABEL_PREFIX,
     TOKEN_IN_CONTAINER,
-    DockerProvider,
-    node_container_command,
+    node_command,
     run_arguments,
-    s3_container_command,
 )
-from controlplane.local.groups import local_groups
+from controlplane.containers.provider import DockerProvider, for_engine, initial_workers, s3_container_command
 from controlplane.state import StateDir
 from tests.conftest import REPO_ROOT
 from tests.unit.test_pins import pins
@@ -57,6 +58,38 @@ def provider(tmp_path, monkeypatch):
     return provider
 
 
+FORWARD_DROP = "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n-A FORWARD -i docker0 -o docker0 -j ACCEPT\n"
+
+
+@pytest.mark.parametrize(
+    "rules, bridge_nf, blocked",
+    [
+        (FORWARD_DROP, "1\n", True),  # a default Docker Engine ran here before: our bridges are dropped
+        (FORWARD_DROP, "0\n", False),  # br_netfilter's iptables hook off: bridged frames skip iptables
+        (FORWARD_DROP, None, False),  # br_netfilter not loaded
+        ("-P FORWARD ACCEPT\n", "1\n", False),
+        ("-P FORWARD DROP\n-A FORWARD -j ACCEPT\n", "1\n", False),  # everything accepted by a rule
+        (None, "1\n", False),  # no iptables here: nothing to read, nothing to say
+    ],
+)
+def test_a_host_firewall_that_drops_bridge_traffic_is_told_before_the_cluster_starts(rules, bridge_nf, blocked):
+    problem = hostnet.forward_drop_problem(rules, bridge_nf)
+    assert (problem is not None) == blocked
+    if blocked:
+        assert "FORWARD policy DROP" in problem and "iptables -P FORWARD ACCEPT" in problem
+
+
+def test_cluster_up_on_our_own_engine_refuses_a_dropping_firewall_before_starting_anything(provider, monkeypatch):
+    from controlplane.containers import provider as module
+
+    monkeypatch.setattr(module.daemon, "project_daemon", lambda: type("Own", (), {"host": FakeEngine.host})())
+    monkeypatch.setattr(hostnet, "read_forward_rules", lambda: FORWARD_DROP)
+    monkeypatch.setattr(hostnet, "read_bridge_nf", lambda: "1\n")
+    with pytest.raises(Exception, match="drops forwarded bridge traffic"):
+        provider.up()
+    assert provider.engine.calls == [] and provider.state_dir.load() is None
+
+
 def test_pins_and_image_names_follow_pyproject_and_the_makefile(monkeypatch):
     monkeypatch.delenv("RL_IMAGE", raising=False)
     monkeypatch.delenv("RL_IMAGE_TAG", raising=False)
@@ -83,18 +116,23 @@ def test_images_install_the_lock_without_ray_or_host_tools_and_torch_separately(
     assert set(excluded) == {"ray", *images.NOT_IN_IMAGES}  # the Dockerfile and images.py agree
 
 
-def test_node_containers_run_the_local_providers_ray_start_lines_inside_the_network():
-    groups = {g.name: g for g in local_groups()}
-    head = node_container_command(groups["head"])
-    assert head[:3] == ["ray", "start", "--block"]
-    assert "--head" in head and "--dashboard-host=0.0.0.0" in head and "--dashboard-port=8265" in head
-    assert not [arg for arg in head if arg.startswith("--node-ip-address")]  # Ray finds the container's address
-    assert '--resources={"driver_slots":4}' in head and "--num-cpus=0" in head
-    worker = node_container_command(groups["cpu-workers"])
+def test_node_containers_run_the_groups_ray_start_lines_as_the_operator_writes_them():
+    spec = ClusterSpec.from_overlay("local")
+    head = node_command(spec.head)
+    assert head[:2] == ["bash", "-c"] and 'RAY_CLOUD_INSTANCE_ID="$(hostname)"' in head[2]
+    ray = head[head.index("ray") :]
+    assert ray[:3] == ["ray", "start", "--block"] and ray[-1] == "--no-monitor"  # the autoscaler runs on the host
+    assert "--head" in ray and "--dashboard-host=0.0.0.0" in ray and "--dashboard-port=8265" in ray
+    assert not [arg for arg in ray if arg.startswith("--node-ip-address")]  # Ray finds the container's address
+    assert '--resources={"driver_slots":4}' in ray and "--num-cpus=0" in ray and "--temp-dir=/tmp/ray" in ray
+    worker = node_command(spec.group("cpu-workers"))
     assert worker[:2] == ["bash", "-c"] and "/dev/tcp/head/6379" in worker[2]  # waits for the head's GCS
     assert "--address=head:6379" in worker and '--resources={"cpu_group":1000}' in worker
-    gpu = node_container_command(groups["gpu-workers"])
-    assert '--resources={"gpu_group":1000}' in gpu
+    # The per-node shape and the rest of rayStartParams, from the manifest.
+    assert "--num-cpus=2" in worker and f"--memory={6 * 1024**3}" in worker
+    assert "--object-store-memory=536870912" in worker
+    gpu = node_command(spec.group("gpu-workers"))
+    assert '--resources={"gpu_group":1000}' in gpu and "--num-gpus=1" in gpu
 
 
 def test_s3_container_runs_weed_mini_on_its_own_network_with_telemetry_off():
@@ -127,13 +165,12 @@ def test_run_arguments_publish_on_loopback_only_and_label_every_container(tmp_pa
 
 
 def test_up_passes_secrets_only_through_private_files_never_on_a_command_line(provider):
-    provider._groups = local_groups()
-    state = provider._new_state(started_daemon=None)
-    files = provider._write_secrets(state)
-    for role in state["containers"]:
-        provider._run(state, role, files)
+    state = provider.new_state()
+    provider.start(state)
     runs = [call for call in provider.engine.calls if call[0] == "run"]
-    assert len(runs) == 4
+    # S3, the head, and the CPU group's one replica of the local overlay (the GPU group starts at 0).
+    roles = sorted(next(a for a in call if a.startswith(f"--label={ROLE_LABEL}=")).split("=", 2)[2] for call in runs)
+    assert roles == ["cpu-workers", "head", "s3"]
     keys = provider.state_dir.s3_credentials()
     token = provider.state_dir.auth_token.read_text().strip()
     for call in runs:
@@ -143,36 +180,62 @@ def test_up_passes_secrets_only_through_private_files_never_on_a_command_line(pr
         assert not [a for a in call if a.startswith(("-e", "--env="))]
     secrets_dir = provider.state_dir.root / "containers"
     assert oct(secrets_dir.stat().st_mode & 0o777) == "0o700"
-    assert oct(files["node"].stat().st_mode & 0o777) == "0o600"
-    assert oct(files["s3"].stat().st_mode & 0o777) == "0o600"
-    node_env = dict(line.split("=", 1) for line in files["node"].read_text().splitlines())
+    files = {path.name: path for path in secrets_dir.iterdir()}
+    assert set(files) == {"head.env", "cpu-workers.env", "gpu-workers.env", "s3.env", "auth_token"}
+    for name in ("head.env", "cpu-workers.env", "s3.env"):
+        assert oct(files[name].stat().st_mode & 0o777) == "0o600"
+    node_env = dict(line.split("=", 1) for line in files["cpu-workers.env"].read_text().splitlines())
     assert node_env["AWS_SECRET_ACCESS_KEY"] == keys["secret_access_key"]
     assert node_env["RAY_AUTH_TOKEN_PATH"] == TOKEN_IN_CONTAINER and node_env["RAY_AUTH_MODE"] == "token"
     assert node_env["AWS_ENDPOINT_URL"] == "http://s3:8333"
-    assert json.loads(node_env["RL_WORKER_GROUPS"])["gpu-workers"]["gpus"] == 0
-    assert files["token"].read_text().strip() == token
+    assert node_env["RAY_NODE_TYPE_NAME"] == "cpu-workers"
+    # What jobs may ask of each group: the manifest's max replicas, GPUs as this engine has them.
+    groups = json.loads(node_env["RL_WORKER_GROUPS"])
+    assert groups["cpu-workers"] == {"cpus": 2, "gpus": 0, "max_nodes": 2}
+    assert groups["gpu-workers"]["gpus"] == 0
+    head_env = dict(line.split("=", 1) for line in files["head.env"].read_text().splitlines())
+    assert head_env["RAY_enable_autoscaler_v2"] == "1" and head_env["RAY_NODE_TYPE_NAME"] == "headgroup"
+    assert files["auth_token"].read_text().strip() == token
     # The S3 server gets its keys and nothing else.
-    assert set(line.split("=", 1)[0] for line in files["s3"].read_text().splitlines()) == {
+    assert set(line.split("=", 1)[0] for line in files["s3.env"].read_text().splitlines()) == {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     }
     head = next(call for call in runs if f"--label={ROLE_LABEL}=head" in call)
     assert f"--publish=127.0.0.1:{state['dashboard_port']}:8265" in head
+    assert f"--publish=127.0.0.1:{state['gcs_port']}:6379" in head  # for the autoscaler on the host
     assert any(a.endswith(f"target={TOKEN_IN_CONTAINER},readonly") for a in head)
+    worker = next(call for call in runs if f"--label={ROLE_LABEL}=cpu-workers" in call)
+    # The pod's limits and /dev/shm, and Ray's tags for the autoscaler.
+    assert "--cpus=2" in worker and f"--memory={6 * 1024**3}" in worker and f"--shm-size={1024**3}" in worker
+    assert f"--label={TAG_LABEL_PREFIX}ray-user-node-type=cpu-workers" in worker
+    assert not [a for a in worker if a.startswith("--publish")]
 
 
-def test_gpu_group_gets_gpus_only_with_the_nvidia_runtime(monkeypatch):
+def test_the_docker_cluster_starts_each_group_at_its_replicas_within_min_and_max():
+    spec = ClusterSpec.from_overlay("local")
+    assert initial_workers(spec) == {"cpu-workers": 1, "gpu-workers": 0}
+    autoscale = ClusterSpec.from_overlay("tests/e2e/overlays/autoscale")
+    assert initial_workers(autoscale) == {"cpu-workers": 0, "gpu-workers": 0}
+    obj = json.loads(json.dumps(spec.raycluster))
+    obj["spec"]["workerGroupSpecs"][0].update(replicas=5, minReplicas=1, maxReplicas=3)
+    obj["spec"]["workerGroupSpecs"][1].update(replicas=0, minReplicas=1, maxReplicas=2)
+    assert initial_workers(ClusterSpec.from_object(obj)) == {"cpu-workers": 3, "gpu-workers": 1}
+
+
+def test_gpu_groups_get_gpus_only_with_the_nvidia_runtime(monkeypatch):
     from controlplane.containers import provider as module
 
     monkeypatch.setattr(module, "detect_gpus", lambda: 4)
-    monkeypatch.setattr(module, "local_groups", lambda: local_groups())
     engine = FakeEngine()
-    groups, note = module.container_groups(engine)
-    assert next(g for g in groups if g.name == "gpu-workers").num_gpus == 0 and "never faked" in note
+    spec, notes = for_engine(ClusterSpec.from_overlay("local"), engine)
+    assert spec.group("gpu-workers").gpus == 0 and "no NVIDIA runtime" in notes[0]
+    assert json.loads(json.dumps(spec.capacity()))["gpu-workers"]["gpus"] == 0
+    gpu = node_command(spec.group("gpu-workers"))
+    assert "--num-gpus=0" in gpu
     engine.info = lambda: {"Runtimes": {"runc": {}, "nvidia": {}}}
-    groups, _ = module.container_groups(engine)
-    gpu = next(g for g in groups if g.name == "gpu-workers")
-    assert gpu.num_gpus == 4 and gpu.num_cpus == 4
+    spec, notes = for_engine(ClusterSpec.from_overlay("local"), engine)
+    assert spec.group("gpu-workers").gpus == 1 and notes == []  # the manifest's one GPU per node: the host has 4
     args = run_arguments(
         name="n",
         role="gpu-workers",
@@ -182,7 +245,7 @@ def test_gpu_group_gets_gpus_only_with_the_nvidia_runtime(monkeypatch):
         image="i",
         env_file=Path("/e"),
         command=[],
-        gpus=bool(gpu.num_gpus),
+        gpus=bool(spec.group("gpu-workers").gpus),
     )
     assert "--gpus=all" in args
 

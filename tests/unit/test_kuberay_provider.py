@@ -126,5 +126,5 @@ def test_dry_run_prints_every_command_and_manifest_and_changes_nothing(tmp_path,
 
 
 def test_unknown_overlay_is_refused(tmp_path):
-    with pytest.raises(ClusterError, match="OVERLAY='prod' is not one of k8s/overlays: dev, gpu"):
+    with pytest.raises(ClusterError, match=r"OVERLAY='prod' is neither one of k8s/overlays \(dev, gpu, local\)"):
         KubeRayProvider(StateDir(tmp_path), overlay="prod")

@@ -26,9 +26,12 @@ def provider(tmp_path, monkeypatch, failures: int):
         made_dirs.append(path)
         return str(path)
 
+    spec = made._spec_from_overlay()  # rendered (kustomize, in a temp dir) before mkdtemp is replaced
+    monkeypatch.setattr(made, "_spec_from_overlay", lambda: spec)
     monkeypatch.setattr("controlplane.local.provider.tempfile.mkdtemp", mkdtemp)
-    monkeypatch.setattr(made, "_start_all", start_all)
-    monkeypatch.setattr(made, "status", lambda: 0)
+    monkeypatch.setattr(made, "start", start_all)
+    monkeypatch.setattr(made, "wait_until_ready", lambda state, restarted=(): None)
+    monkeypatch.setattr(made, "show_status", lambda state: 0)
     return made, calls
 
 

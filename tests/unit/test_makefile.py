@@ -257,7 +257,7 @@ def test_cluster_settings_default_to_the_local_provider(recording_python):
     assert make("cluster-up", f"PY={script}", dry_run=False).returncode == 0
     assert json.loads(record.read_text())["env"] == {
         "PROVIDER": "local",
-        "OVERLAY": "dev",
+        "OVERLAY": "",  # each provider's own default: local (local, docker), dev (kuberay)
         "DRY_RUN": "",
         "DASHBOARD_PORT": "8265",
     }

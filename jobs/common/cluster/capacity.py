@@ -1,8 +1,10 @@
 """What a cluster can ever offer, per worker group, and whether a plan fits.
 
 Each provider publishes its worker groups' maximum sizes in RL_WORKER_GROUPS
-(JSON, in `.cluster/env` and in every node's environment): the local provider
-its fixed nodes, KubeRay and the cluster launcher their max replicas. A plan
+(JSON, in `.cluster/env`, in every node's environment where the provider starts
+the nodes, and in every job `make train|sweep` submits), derived from the
+cluster's RayCluster object (controlplane/clusterspec.py): the local provider's
+fixed nodes, the docker and KubeRay providers' maxReplicas. A plan
 that asks for more than a group can ever hold would wait for resources
 forever; it fails here instead, before submission, naming the groups.
 """
@@ -15,13 +17,11 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
+from jobs.common.cluster.placement import CAPACITY_ENV_VAR, CPU_GROUP, GPU_GROUP
 from jobs.common.errors import UserError
 
 if TYPE_CHECKING:
     from jobs.common.rllib.plans import LearnerPlan, PlacementPlan
-
-CAPACITY_ENV_VAR = "RL_WORKER_GROUPS"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ neither, never gets training work:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 CPU_GROUP = "cpu-workers"
@@ -30,14 +31,17 @@ GROUP_RESOURCES: dict[str, str] = {
 # the limit (CPUs and GPUs are), large enough to be a real demand.
 GROUP_SLIVER = 0.001
 
-# Each node advertises this much of its group resource.
-GROUP_CAPACITY = 1000
+# What each worker group can ever offer (JSON; jobs.common.cluster.capacity reads it): every
+# provider publishes it, derived from the cluster's RayCluster object.
+CAPACITY_ENV_VAR = "RL_WORKER_GROUPS"
 
 
 def group_request(group: str) -> dict[str, float]:
     return {GROUP_RESOURCES[group]: GROUP_SLIVER}
 
 
-def cluster_has_groups(cluster_resources: Mapping[str, float]) -> bool:
-    """True on our clusters; False on a plain Ray cluster (then Ray places freely)."""
-    return GROUP_RESOURCES[CPU_GROUP] in cluster_resources
+def cluster_has_groups(cluster_resources: Mapping[str, float], environ: Mapping[str, str] | None = None) -> bool:
+    """True on our clusters, also while an autoscaled group has no node yet (its provider publishes the
+    groups in RL_WORKER_GROUPS); False on a plain Ray cluster (then Ray places freely)."""
+    environ = os.environ if environ is None else environ
+    return GROUP_RESOURCES[CPU_GROUP] in cluster_resources or bool(environ.get(CAPACITY_ENV_VAR))

@@ -93,24 +93,61 @@ def _this_nodes_drain_deadline_ms() -> int | None:
 def drain_this_node(address: str, grace_s: float = PREEMPTION_GRACE_S) -> int:
     """A worker pod's preStop hook: ask the GCS to drain this node as preempted, with a deadline of
     the grace period. Ray then schedules nothing new here; the sweep trials on it checkpoint the
-    iteration they are on (NodeDrain). Waits until they have had the time for that."""
-    import ray
+    iteration they are on (NodeDrain). Waits until they have had the time for that, unless the node
+    is idle. Talks to the GCS only: the node's own raylet may be gone already (autoscaler v2 stops
+    Ray on a node it drained as idle before the node is removed), and then there is nothing to do."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+    from ray._raylet import GcsClient
     from ray.core.generated import autoscaler_pb2
 
-    ray.init(address=address, logging_level="error")
-    node_id = ray.get_runtime_context().get_node_id()
+    gcs_address = canonicalize_bootstrap_address_or_die(address)
+    gcs = GcsClient(address=gcs_address)
+    node_id = _this_nodes_id(gcs)
+    if node_id is None:
+        print("no live Ray node here (drained or stopped already): nothing to drain", flush=True)
+        return 0
     deadline_ms = int((time.time() + grace_s) * 1000)
-    accepted, why = ray._private.worker.global_worker.gcs_client.drain_node(
-        node_id, autoscaler_pb2.DRAIN_NODE_REASON_PREEMPTION, "pod terminating (preStop)", deadline_ms
+    accepted, why = gcs.drain_node(
+        node_id, autoscaler_pb2.DRAIN_NODE_REASON_PREEMPTION, "pod terminating (preStop)", deadline_ms, timeout=30
     )
-    ray.shutdown()
     if not accepted:
         print(f"drain of node {node_id} refused: {why}", flush=True)
         return 1
+    if _is_idle(gcs_address, node_id):
+        print(f"draining node {node_id}: idle, nothing to checkpoint", flush=True)
+        return 0
     print(f"draining node {node_id}: its trials checkpoint the iteration they are on", flush=True)
     # An iteration and a checkpoint: the trials check for the drain after every iteration.
     time.sleep(DRAIN_WAIT_S)
     return 0
+
+
+def _this_nodes_id(gcs) -> str | None:
+    """This machine's live Ray node (hex id): by its cloud instance id (the pod's or container's name,
+    which KubeRay and PROVIDER=docker set as RAY_CLOUD_INSTANCE_ID), else by its address."""
+    import os
+
+    from ray._private.services import get_node_ip_address
+    from ray.core.generated import gcs_pb2
+
+    alive = [info for info in gcs.get_all_node_info(timeout=30).values() if info.state == gcs_pb2.GcsNodeInfo.ALIVE]
+    instance = os.environ.get("RAY_CLOUD_INSTANCE_ID")
+    found = [info for info in alive if instance and info.instance_id == instance]
+    if not found:
+        address = get_node_ip_address()
+        found = [info for info in alive if info.node_manager_address == address]
+    return found[0].node_id.hex() if len(found) == 1 else None
+
+
+def _is_idle(gcs_address: str, node_id: str) -> bool:
+    """Whether the node runs nothing (no task, actor or placement group holds its resources)."""
+    from ray.autoscaler.v2.sdk import get_cluster_status
+
+    try:
+        status = get_cluster_status(gcs_address, timeout=10)
+    except Exception:  # noqa: BLE001 - unknown: wait, as for a busy node
+        return False
+    return any(node.node_id == node_id for node in status.idle_nodes)
 
 
 # How long the preStop hook waits after draining: one iteration of a sweep trial and its checkpoint.
