@@ -25,6 +25,7 @@ from controlplane.state import REPO_ROOT, StateDir
 from jobs.common.cluster.placement import CAPACITY_ENV_VAR, GROUP_RESOURCES, HEAD_GROUP
 from jobs.common.errors import UserError
 from jobs.common.reports.provenance import GIT_COMMIT_VAR, GIT_DIRTY_VAR
+from jobs.common.run.lease import SUBMISSION_ID_VAR, new_submission_id
 
 
 def load_cluster_env(state_dir: StateDir) -> dict[str, str]:
@@ -59,7 +60,8 @@ def check_jobs_api(address: str) -> None:
 
 
 def start_preflight(entrypoint: list[str], env: Mapping[str, str]) -> subprocess.Popen | None:
-    """Start `python -m jobs.X ... --check` here, so that bad input fails before submission."""
+    """Start `python -m jobs.X ... --check` here, so that bad input fails before submission. With
+    RL_JOB_SUBMISSION_ID in `env`, a training run's or sweep's check also takes its lease for that job."""
     if len(entrypoint) < 3 or entrypoint[0] not in ("python", "python3") or entrypoint[1] != "-m":
         return None
     if not entrypoint[2].startswith("jobs."):
@@ -96,7 +98,11 @@ def git_provenance() -> dict[str, str]:
 
 
 def submit_command(
-    address: str, entrypoint: list[str], wait: bool = True, worker_groups: str | None = None
+    address: str,
+    entrypoint: list[str],
+    wait: bool = True,
+    worker_groups: str | None = None,
+    submission_id: str | None = None,
 ) -> list[str]:
     """`ray job submit` of `entrypoint`; `worker_groups` (RL_WORKER_GROUPS of the cluster's env file) goes
     with the job, so that its driver checks its plan against the groups on every provider (KubeRay's and
@@ -121,6 +127,8 @@ def submit_command(
         env_vars[CAPACITY_ENV_VAR] = worker_groups
     if env_vars:
         cmd += ["--runtime-env-json", json.dumps({"env_vars": env_vars}, separators=(",", ":"))]
+    if submission_id:
+        cmd += ["--submission-id", submission_id]
     if not wait:
         cmd.append("--no-wait")
     return cmd + ["--", *entrypoint]
@@ -129,6 +137,10 @@ def submit_command(
 def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, capture: list[str] | None = None) -> int:
     env = {**os.environ, **load_cluster_env(state_dir)}
     address = env["RAY_ADDRESS"]
+    # The job's id, chosen here: the check takes the run's lease for it (one run of an experiment at a
+    # time), so that a second submission of the same experiment is refused before it is submitted.
+    submission_id = new_submission_id()
+    env[SUBMISSION_ID_VAR] = submission_id
     # The entrypoint's check runs in its own process while this one asks the Jobs API: 0.5 s
     # and 0.7 s side by side rather than one after the other. A Jobs API failure is told first.
     preflight = start_preflight(entrypoint, env)
@@ -140,7 +152,8 @@ def submit(state_dir: StateDir, entrypoint: list[str], wait: bool = True, captur
             preflight.wait()
         raise
     finish_preflight(preflight)
-    cmd = submit_command(address, entrypoint, wait, env.get(CAPACITY_ENV_VAR))
+    cmd = submit_command(address, entrypoint, wait, env.get(CAPACITY_ENV_VAR), submission_id)
+    env.pop(SUBMISSION_ID_VAR)
     print("+ " + shlex.join(cmd), flush=True)
     executable = str(Path(sys.executable).parent / "ray")
     process = subprocess.Popen(

@@ -28,6 +28,7 @@ from jobs.common.reports import plots
 from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
 from jobs.common.rllib.ppo import build_ppo_config, rejected
+from jobs.common.run import lease
 from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
 from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
@@ -103,11 +104,21 @@ def main(argv: list[str] | None = None) -> int:
 
     storage_uri = storage.resolve_storage(sweep.spec.storage)
     storage.check_storage_reachable(storage_uri)
+    what = f"sweep '{sweep.name}'"
+    folder = layout.sweep(storage_uri, sweep.name)
     if args.check:
         if args.resume and not _exists(storage_uri, sweep.name):
             raise UserError(_nothing_to_resume(storage_uri, sweep.name))
+        lease.claim_before_submission(folder.uri, what)
         return 0
-    return run(sweep, storage_uri, args.resume)
+    # One run of a sweep at a time: its lease, taken before anything is written.
+    held = lease.acquire(folder.uri, what)
+    if held.took_over:
+        print(held.took_over, flush=True)
+    try:
+        return run(sweep, storage_uri, args.resume, held.keep())
+    finally:
+        held.release()
 
 
 def _exists(storage_uri: str, name: str) -> bool:
@@ -120,7 +131,7 @@ def _nothing_to_resume(storage_uri: str, name: str) -> str:
     return f"--resume: sweep '{name}' has no Tune experiment at {layout.sweep(storage_uri, name).tune} to resume"
 
 
-def run(sweep: Sweep, storage_uri: str, must_resume: bool) -> int:
+def run(sweep: Sweep, storage_uri: str, must_resume: bool, held: lease.HeldLease | None = None) -> int:
     folder = layout.sweep(storage_uri, sweep.name)
     experiment_path = folder.tune
     resuming = _exists(storage_uri, sweep.name)
@@ -170,6 +181,7 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
             storage_uri=storage_uri,
             sweep_name=sweep.name,
             gpus=wanted.gpus,
+            job_id=lease.current_job_id(),
         ),
         tune.PlacementGroupFactory([bundle]),
     )
@@ -180,16 +192,25 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
     context = ReportContext.of(sweep)
     save_context(storage_uri, context)
     progress = SweepProgress(sweep.trial_count(), sweep.metric, sweep.spec.mode, short_names(context))
+    # Tune's own writes (the experiment's state, the trials' results) retried as ours are: an S3 server
+    # frozen for tens of seconds holds them up, never fails them.
+    tune_fs, tune_path = storage.tune_filesystem(folder.uri)
     run_config = tune.RunConfig(
         name=folder.tune_name,
-        storage_path=folder.uri,
+        storage_path=tune_path,
+        storage_filesystem=tune_fs,
         failure_config=tune.FailureConfig(max_failures=sweep.spec.max_failures),
         callbacks=[progress, JsonLoggerCallback()],
         verbose=0,
     )
     if resuming:
         tuner = tune.Tuner.restore(
-            experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=True, restart_errored=False
+            storage.tune_filesystem(experiment_path)[1],
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            restart_errored=False,
+            storage_filesystem=tune_fs,
         )
     else:
         tuner = tune.Tuner(

@@ -32,7 +32,7 @@ from jobs.common.reports.tensorboard import TensorBoardLog
 from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config, rejected, resolved_settings
 from jobs.common.rllib.trainer import runs_in_one_actor
-from jobs.common.run import loop
+from jobs.common.run import lease, loop, recovery
 from jobs.common.run.preemption import StopRequest
 from jobs.common.run.state import RunState, read_pointer
 from jobs.common.schema.experiment import Experiment, LoadedExperiment, load_experiment, parse_experiment
@@ -152,9 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     run = layout.experiment(storage_uri, experiment.name)
     # A damaged or dangling pointer stops here, before anything is submitted.
     latest = read_pointer(run)
+    what = f"experiment '{experiment.name}'"
+    # One run of an experiment at a time: its lease, taken before anything is written (and, by the
+    # check before submission, for the submission id `make train` then submits with).
+    held = None if args.check else lease.acquire(run.uri, what)
     if latest and not args.check:
         # The first line of a resumed run says so (before Ray logs anything).
         print(f"resumed from {latest.checkpoint} at iteration {latest.iteration}", flush=True)
+    if held and held.took_over:
+        print(held.took_over, flush=True)
+    try:
+        return _run(args, loaded, experiment, run, latest, held)
+    finally:
+        if held:
+            held.release()
+
+
+def _run(
+    args: argparse.Namespace,
+    loaded: LoadedExperiment,
+    experiment: Experiment,
+    run: layout.RunFolder,
+    latest: RunState | None,
+    held: lease.HeldLease | None,
+) -> int:
     groups = capacity.from_env()
     if args.check or runs_in_one_actor(experiment):
         # Ray's own checks of the settings run where RLlib is imported anyway: in the actor that trains
@@ -165,8 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         check_ray_config(experiment, groups)
     if args.check:
+        lease.claim_before_submission(run.uri, f"experiment '{experiment.name}'")
         return 0
+    assert held is not None
+    held.keep()
     state = latest or RunState()
+    state.job_id = held.lease.job_id
     for note in loaded.notes:
         print(note, flush=True)
     if latest and loop.already_done(experiment, latest):
@@ -178,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     outcome: dict[str, Any] = {"ended": "failed"}
     try:
-        status = train(experiment, run, state, groups, outcome)
+        status = train(experiment, run, state, groups, outcome, held)
         outcome["ended"] = outcome.get("stopped") or "succeeded"
         return status
     except KeyboardInterrupt:
@@ -209,8 +234,62 @@ def load_rerun(args: argparse.Namespace) -> LoadedExperiment:
     return parse_experiment(experiment, source=run.run_record, overrides=overrides_from(args))
 
 
+def recover(
+    experiment: Experiment,
+    run: layout.RunFolder,
+    state: RunState,
+    groups: dict[str, GroupCapacity] | None,
+    use_groups: bool,
+    algo,
+    err: BaseException,
+    cause: str,
+    recoveries: recovery.Recoveries,
+):
+    """The algorithm lost an actor it cannot do without: a new one, from the run's latest checkpoint.
+    A loss while rebuilding (the new actor placed on a node that is going too) counts as one more."""
+    job_id = state.job_id
+    while True:
+        latest = read_pointer(run)
+        recoveries.failed(cause, latest.checkpoint if latest else None)  # past max_failures: the job fails here
+        source = latest.checkpoint if latest else "the start (no checkpoint yet)"
+        print(f"lost {cause}: rebuilding from {source} ({recoveries.count} of at most {recoveries.max_failures}); "
+              "waiting until the cluster has room for it", flush=True)  # fmt: skip
+        stop_quietly(algo)
+        recovery.wait_until_node_is_gone(err)
+        restart = latest or RunState()
+        for name in RunState.__dataclass_fields__:
+            setattr(state, name, getattr(restart, name))
+        state.job_id = job_id
+        try:
+            algo = build_algorithm(experiment, groups, use_groups)
+            if state.checkpoint:
+                restore(algo, state.checkpoint)
+        except Exception as again:
+            cause = recovery.lost_actor(again)
+            if cause is None:
+                raise
+            err = again
+            continue
+        print(f"recovered from {cause}: resumed from {source} at iteration {state.iteration}", flush=True)
+        return algo
+
+
+class LeaseGuard(loop.Observer):
+    """No checkpoint once this run has lost its lease to another (its writes would mix with the other's)."""
+
+    def __init__(self, held: lease.HeldLease):
+        self.held = held
+
+    def before_checkpoint(self, state: RunState) -> None:
+        self.held.check()
+
+
 def _env_storage() -> str | None:
     return os.environ.get(storage.STORAGE_ENV_VAR)
+
+
+# While no env runner answers, a line this often (the first at once).
+WAITING_LINE_EVERY_S = 30.0
 
 
 class PrintProgress(loop.Observer):
@@ -222,9 +301,14 @@ class PrintProgress(loop.Observer):
         # Iterations after the checkpoint we resume from were lost with the run that made them.
         self.history = [row for row in report.load_progress(run) if row["iteration"] <= state.iteration]
         self.saved_at = state.iteration if state.checkpoint else None
+        self.waiting_since: float | None = None
+        self.told_at = 0.0
 
     def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
         line = progress_line(state.iteration, state.env_steps, state.return_or_nan, seconds, state.time_s)
+        runners = result.get(loop.ENV_RUNNERS_KEY)
+        if runners:
+            line += f" | env runners {runners[0]}/{runners[1]}"
         print(line + self.suffix, flush=True)
         self.history.append(
             {
@@ -235,12 +319,61 @@ class PrintProgress(loop.Observer):
             }
         )
 
+    def waiting_for_env_runners(self, state: RunState, healthy: int, configured: int, seconds: float) -> None:
+        now = time.monotonic()
+        if self.waiting_since is None:
+            self.waiting_since = self.told_at = now
+        elif now - self.told_at < WAITING_LINE_EVERY_S:
+            return
+        self.told_at = now
+        print(f"waiting for env runners: {healthy} of {configured} answer, for {now - self.waiting_since:.0f}s (lost "
+              "with their node; Ray starts them again as soon as their group has room: `make cluster-up` repairs a "
+              "local node, the docker cluster's autoscaler adds one)", flush=True)  # fmt: skip
+
     def before_checkpoint(self, state: RunState) -> None:
         report.save_progress(self.run, self.history)
 
     def reported(self, state: RunState, checkpointed: bool) -> None:
+        self.waiting_since = None
         if checkpointed:
             self.saved_at = state.iteration
+
+    def rewind(self, state: RunState) -> None:
+        """Back to the checkpoint a rebuilt algorithm resumed from: later rows were lost with the old one."""
+        self.history = [row for row in self.history if row["iteration"] <= state.iteration]
+        self.saved_at = state.iteration if state.checkpoint else None
+
+
+def build_algorithm(experiment: Experiment, groups: dict[str, GroupCapacity] | None, use_groups: bool):
+    """The algorithm, its actors placed: waits until the cluster has room for them (a lost node repaired,
+    or added by the autoscaler for the waiting actors)."""
+    from jobs.common.cluster import build_gate
+    from jobs.common.cluster.placement import CPU_GROUP, group_request
+    from jobs.common.rllib.trainer import RemoteAlgorithm
+
+    if runs_in_one_actor(experiment):
+        # One actor, placed at once: no half-placed job for the build gate to guard against.
+        return RemoteAlgorithm(experiment, group_request(CPU_GROUP) if use_groups else {})
+    # One job at a time places its actors: two half-placed jobs would wait for each other forever.
+    with build_gate.building(f"job {experiment.name}"):
+        return build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+
+
+def restore(algo, checkpoint: str) -> None:
+    from jobs.common.rllib.trainer import RemoteAlgorithm
+
+    if isinstance(algo, RemoteAlgorithm):
+        algo.restore(checkpoint)
+    else:
+        checkpoints.restore(algo, checkpoint)
+
+
+def stop_quietly(algo) -> None:
+    """Stop what is left of an algorithm that lost an actor (stopping the lost one may fail too)."""
+    try:
+        algo.stop()
+    except Exception as err:  # noqa: BLE001 - its actors are gone or going: nothing to keep
+        print(f"note: stopping the old algorithm: {type(err).__name__}", flush=True)
 
 
 def train(
@@ -249,12 +382,11 @@ def train(
     state: RunState,
     groups: dict[str, GroupCapacity] | None,
     outcome: dict[str, Any],
+    held: lease.HeldLease,
 ) -> int:
     import ray
 
-    from jobs.common.cluster import build_gate
-    from jobs.common.cluster.placement import CPU_GROUP, cluster_has_groups, group_request
-    from jobs.common.rllib.trainer import RemoteAlgorithm
+    from jobs.common.cluster.placement import cluster_has_groups
 
     ray.init(logging_level="warning")
     # From here on SIGTERM (`ray job stop`, a pod or node going away) ends the run with a checkpoint.
@@ -269,40 +401,43 @@ def train(
         suffix = f" | cpu stand-in for {plan.num_learners} GPU learners"
         print(f"note: the GPU group has no GPUs here: {plan.num_learners} CPU learners stand in (--gpu-fallback cpu)")
     started = time.monotonic()
-    if runs_in_one_actor(experiment):
-        # One actor, placed at once: no half-placed job for the build gate to guard against.
-        algo = RemoteAlgorithm(experiment, group_request(CPU_GROUP) if use_groups else {})
-    else:
-        # One job at a time places its actors: two half-placed jobs would wait for each other forever.
-        with build_gate.building(f"job {experiment.name}"):
-            algo = build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+    algo = build_algorithm(experiment, groups, use_groups)
     timings = {"build_s": time.monotonic() - started}
     if state.checkpoint:
-        if isinstance(algo, RemoteAlgorithm):
-            algo.restore(state.checkpoint)
-        else:
-            checkpoints.restore(algo, state.checkpoint)
-    checkpoints.write_bytes(run.experiment_file, experiment.to_yaml().encode())
+        restore(algo, state.checkpoint)
+    storage.write_bytes(run.experiment_file, experiment.to_yaml().encode())
 
     progress = PrintProgress(run, state, suffix)
     tensorboard = TensorBoardLog(run)
     plots.import_in_background()
+    recoveries = recovery.Recoveries(experiment.max_failures)
     started = time.monotonic()
     try:
-        observers = loop.Observers(progress, tensorboard, RayMetrics(experiment.name))
-        reason = loop.run(algo, experiment, state, run, observers, stop_request)
+        observers = loop.Observers(LeaseGuard(held), progress, tensorboard, RayMetrics(experiment.name))
+        while True:
+            try:
+                reason = loop.run(algo, experiment, state, run, observers, stop_request)
+                break
+            except Exception as err:
+                cause = recovery.lost_actor(err)
+                if cause is None:
+                    raise
+                algo = recover(experiment, run, state, groups, use_groups, algo, err, cause, recoveries)
+                progress.rewind(state)
         outcome["stopped"] = reason
+        if recoveries.count:
+            outcome["recovered"] = recoveries.count
     finally:
         tensorboard.close()
         timings["train_s"] = time.monotonic() - started
         started = time.monotonic()
-        algo.stop()
+        stop_quietly(algo)
         # Shut Ray down first so that no actor's log line lands after the last line.
         ray.shutdown()
         timings["shutdown_s"] = time.monotonic() - started
 
     started = time.monotonic()
-    checkpoints.write_bytes(
+    storage.write_bytes(
         run.learning_curve,
         report.learning_curve_png(
             progress.history, f"{experiment.name}: PPO on {experiment.env}", experiment.stop.episode_return_mean

@@ -167,7 +167,8 @@ class LocalProvider(ProvisionedCluster):
             dashboard_port=state["dashboard_port"] if head else None,
             client_server_port=state["client_server_port"] if head else None,
         )
-        pid = processes.start_in_own_session(cmd, env, self.state_dir.logs / f"{group.name}.log")
+        # The group's own plain env from the manifest, as a pod's container has it.
+        pid = processes.start_in_own_session(cmd, {**env, **group.env}, self.state_dir.logs / f"{group.name}.log")
         state["pids"][group.name] = pid
         self.state_dir.save(state)
         return pid

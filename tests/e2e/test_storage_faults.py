@@ -21,7 +21,7 @@ from controlplane import processes
 from controlplane.local import s3server
 from jobs.common.errors import StorageError
 from jobs.common.run.state import RunState
-from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import checkpoints, layout, retry
 from jobs.common.storage import objects as storage
 from tests.e2e.test_faults import record
 
@@ -131,7 +131,7 @@ def latest() -> RunState:
 def stop_server_after(s3: S3Server, monkeypatch, files: int) -> list[str]:
     """Stop the S3 server for real once `files` files of the next upload are in."""
     uploaded: list[str] = []
-    real_upload = checkpoints.upload_file
+    real_upload = storage.upload_file
 
     def upload_then_maybe_stop(fs, key, path):
         real_upload(fs, key, path)
@@ -139,13 +139,13 @@ def stop_server_after(s3: S3Server, monkeypatch, files: int) -> list[str]:
         if len(uploaded) == files:
             s3.stop()
 
-    monkeypatch.setattr(checkpoints, "upload_file", upload_then_maybe_stop)
+    monkeypatch.setattr(storage, "upload_file", upload_then_maybe_stop)
     return uploaded
 
 
 def test_upload_interrupted_half_way_never_becomes_latest(s3, monkeypatch, tmp_path):
     first = save(1)
-    monkeypatch.setenv(checkpoints.RETRY_ENV_VAR, "3")
+    monkeypatch.setenv(retry.RETRY_ENV_VAR, "3")
     stop_server_after(s3, monkeypatch, files=FILES // 2)
 
     with pytest.raises(StorageError) as raised:

@@ -69,7 +69,10 @@ def test_checkpoint_on_local_storage_is_written_before_its_pointer(tmp_path):
             Path(path, "state.pkl").write_bytes(b"weights")
 
     run = layout.experiment(str(tmp_path), "exp")
-    uri = checkpoints.save(Algorithm(), run, RunState(iteration=3), "env: CartPole-v1\n")
+    uri = checkpoints.save(Algorithm(), run, RunState(iteration=3, job_id="raysubmit_a"), "env: CartPole-v1\n")
     assert uri == f"{run.uri}/checkpoint_000003"
-    assert sorted(p.name for p in Path(uri).iterdir()) == ["experiment.yaml", "state.pkl"]
+    assert sorted(p.name for p in Path(uri).iterdir()) == ["experiment.yaml", "state.json", "state.pkl"]
     assert RunState.from_json(Path(run.pointer).read_bytes(), run.pointer).checkpoint == uri
+    # Each checkpoint says which job wrote it, at which iteration.
+    written = RunState.from_json(Path(uri, layout.STATE_FILE).read_bytes(), uri)
+    assert (written.job_id, written.iteration, written.checkpoint) == ("raysubmit_a", 3, uri)

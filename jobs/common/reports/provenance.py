@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jobs.common.cluster.capacity import CAPACITY_ENV_VAR
-from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 GIT_COMMIT_VAR = "RL_GIT_COMMIT"
 GIT_DIRTY_VAR = "RL_GIT_DIRTY"
@@ -84,7 +85,7 @@ class DriverLog:
 
     def write_to(self, uri: str) -> None:
         """What was printed so far, scrubbed, to `uri` (a run's or a sweep's driver.log)."""
-        checkpoints.write_bytes(uri, self.text().encode())
+        storage.write_bytes(uri, self.text().encode())
 
 
 def versions() -> dict[str, str | None]:
@@ -118,4 +119,4 @@ def run_record(experiment: dict[str, Any], outcome: dict[str, Any], started: dat
 def keep(run: layout.RunFolder, log: DriverLog, record: dict[str, Any]) -> None:
     """Write driver.log and run.json beside the run (scrubbed), with the checkpoints' retries."""
     log.write_to(run.driver_log)
-    checkpoints.write_bytes(run.run_record, scrub(json.dumps(record, indent=2, default=str)).encode())
+    storage.write_bytes(run.run_record, scrub(json.dumps(record, indent=2, default=str)).encode())

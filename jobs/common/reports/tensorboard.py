@@ -19,7 +19,8 @@ from typing import Any
 from jobs.common.run.loop import Observer
 from jobs.common.run.state import RunState
 from jobs.common.schema import dotted
-from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import layout
+from jobs.common.storage import objects as storage
 
 # tag -> where in RLlib 2.60's result (new API stack) it is.
 RESULT_SCALARS = {
@@ -92,7 +93,7 @@ class TensorBoardLog(Observer):
         # for that queue: an upload before a checkpoint can miss the last events (the next has them).
         self.writer.flush()
         for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
-            checkpoints.write_bytes(f"{self.run.tensorboard}/{path.name}", path.read_bytes())
+            storage.write_bytes(f"{self.run.tensorboard}/{path.name}", path.read_bytes())
 
     def close(self) -> None:
         self.writer.close()  # drains that queue: the last upload has every event

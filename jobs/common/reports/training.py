@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from jobs.common.reports.plots import learning_curve_figure
-from jobs.common.storage import checkpoints, layout
+from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
 
 COLUMNS = ("iteration", "env_steps", "episode_return_mean", "train_time_s")
@@ -37,7 +37,7 @@ def save_progress(run: layout.RunFolder, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    checkpoints.write_bytes(run.progress, buffer.getvalue().encode())
+    storage.write_bytes(run.progress, buffer.getvalue().encode())
 
 
 def learning_curve_png(rows: list[dict[str, Any]], title: str, target: float | None) -> bytes:

@@ -19,6 +19,10 @@ def rejected(subject: str, err: Exception, settings: str = "the settings") -> Us
     return UserError(f"{subject}: Ray rejects {settings}: {lines[0] if lines else type(err).__name__}")
 
 
+# Seconds between RLlib's attempts to bring a lost env runner back.
+ENV_RUNNER_RESTART_S = 2.0
+
+
 def build_ppo_config(
     experiment: Experiment,
     use_groups: bool = True,
@@ -81,6 +85,11 @@ def build_ppo_config(
         # it, sleeping out the interval: 0.3-0.6 s per sweep trial, a slot idle between trials. Its
         # `perf` result key is used nowhere here; Ray's metrics export has each node's CPU and memory.
         .debugging(seed=experiment.seed, log_sys_usage=False)
+        # A lost env runner is started again by Ray (RLlib gives its actors max_restarts) as soon as its
+        # group has room, and RLlib probes for it every iteration; 60 s between probes (RLlib's default)
+        # would leave training waiting long after the node is back. jobs/common/run/loop.py does not
+        # count the iterations that sampled nothing meanwhile.
+        .fault_tolerance(restart_failed_env_runners=True, delay_between_env_runner_restarts_s=ENV_RUNNER_RESTART_S)
     )
     if learners.torch_compile:
         config.framework(torch_compile_learner=True)

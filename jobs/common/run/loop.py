@@ -18,12 +18,27 @@ from jobs.common.run.state import RunState
 from jobs.common.schema.experiment import Experiment
 from jobs.common.storage import checkpoints, layout
 
+# In the result the observers get: (healthy, configured) remote env runners.
+ENV_RUNNERS_KEY = "rl_env_runners"
+
+
+def env_runner_health(algo) -> tuple[int, int] | None:
+    """How many of the algorithm's remote env runners answer, of how many; None without remote ones."""
+    group = getattr(algo, "env_runner_group", None)
+    if group is None or not group.num_remote_env_runners():
+        return None
+    return group.num_healthy_remote_env_runners(), group.num_remote_env_runners()
+
 
 class Observer:
     """What the caller does around each iteration; every hook is optional."""
 
     def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
-        """After the counters are updated, before any checkpoint. `result` is RLlib's."""
+        """After the counters are updated, before any checkpoint. `result` is RLlib's, plus
+        ENV_RUNNERS_KEY: (healthy, configured) remote env runners, where there are any."""
+
+    def waiting_for_env_runners(self, state: RunState, healthy: int, configured: int, seconds: float) -> None:
+        """After a round that sampled nothing because no env runner was left: not an iteration."""
 
     def before_checkpoint(self, state: RunState) -> None:
         """Just before a checkpoint (and its pointer) is written."""
@@ -41,6 +56,10 @@ class Observers(Observer):
     def iteration_done(self, state: RunState, seconds: float, result: dict) -> None:
         for observer in self.observers:
             observer.iteration_done(state, seconds, result)
+
+    def waiting_for_env_runners(self, state: RunState, healthy: int, configured: int, seconds: float) -> None:
+        for observer in self.observers:
+            observer.waiting_for_env_runners(state, healthy, configured, seconds)
 
     def before_checkpoint(self, state: RunState) -> None:
         for observer in self.observers:
@@ -88,6 +107,21 @@ def run(
     while True:
         iteration_started = time.monotonic()
         result = algo.train()
+        runners = env_runner_health(algo)
+        sampled = (result.get("env_runners") or {}).get("num_env_steps_sampled")
+        if runners is not None and runners[0] == 0 and not sampled:
+            # Every env runner lost (its node gone): RLlib trains on nothing until Ray restarts one.
+            # Not an iteration: no counter moves, nothing is checkpointed.
+            observer.waiting_for_env_runners(state, *runners, time.monotonic() - iteration_started)
+            if stop_request is not None and stop_request.requested:
+                if state.iteration and state.checkpoint != folder.checkpoint(state.iteration):
+                    observer.before_checkpoint(state)
+                    checkpoints.save(algo, folder, state, experiment_yaml)
+                    observer.reported(state, True)
+                return stop_request.requested
+            continue
+        if runners is not None:
+            result[ENV_RUNNERS_KEY] = runners
         state.iteration += 1
         lifetime = int(result.get("num_env_steps_sampled_lifetime", 0))
         if lifetime_at_start is None:

@@ -48,6 +48,8 @@ class RunState:
     # Sweep trials only: whose trial this is, and (PBT) the other trial's checkpoint it last continued from.
     trial_id: str | None = None
     exploited_from: str | None = None
+    # The job (its Ray submission id) that wrote this state: one run of an experiment at a time.
+    job_id: str | None = None
     written_at: str | None = None
 
     def to_json(self) -> bytes:

@@ -187,6 +187,10 @@ class Experiment(_Section):
     model: Model = Field(default_factory=Model)
     stop: Stop
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    # How often `jobs.train` rebuilds the algorithm from its latest checkpoint, in the same job, after
+    # losing an actor it cannot do without (a learner, or the one actor of a small experiment: its
+    # node gone). Lost env runners do not count: Ray restarts them. As for sweeps' trials.
+    max_failures: int = Field(2, ge=0, le=100)
 
     @field_validator("storage")
     @classmethod

@@ -29,6 +29,8 @@ from jobs.common.storage.objects import join
 
 POINTER = "latest.json"
 EXPERIMENT_FILE = "experiment.yaml"
+# In each checkpoint folder: the run's state as of that checkpoint (its iteration, counters, job).
+STATE_FILE = "state.json"
 CHECKPOINT_PREFIX = "checkpoint_"
 # Inside an RLlib checkpoint: the policy alone, which RLModule.from_checkpoint loads.
 POLICY_PATH = "learner_group/learner/rl_module/default_policy"
@@ -110,6 +112,10 @@ class Checkpoint:
     @property
     def experiment_file(self) -> str:
         return join(self.uri, EXPERIMENT_FILE)
+
+    @property
+    def state_file(self) -> str:
+        return join(self.uri, STATE_FILE)
 
     @property
     def policy(self) -> str:

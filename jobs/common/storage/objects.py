@@ -1,10 +1,11 @@
-"""Where runs live: an `s3://bucket/prefix` or a local directory.
+"""Where runs live: an `s3://bucket/prefix` or a local directory; every read and write of it.
 
 Objects go through pyarrow's filesystem layer, the one RLlib and Ray Tune
 use. This module holds storage URIs, a check of the bucket and credentials
-with a clear message (up front, and after a failed write mid-run), small
-objects. Where things go is layout.py; writing checkpoints, with retries, is
-checkpoints.py.
+with a clear message (up front, and after a failed write mid-run), and the
+reads and writes: every write is retried through the one policy of retry.py,
+so no caller can pick a write that gives up at the first blip. Where things
+go is layout.py; what a checkpoint is, checkpoints.py.
 
 S3 settings come from the environment only (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): keys are never passed
@@ -169,10 +170,32 @@ def filesystem(uri: str):
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    put(*filesystem(uri), data)
+    """One object, written with retries (retry.py)."""
+    from jobs.common.storage.retry import retrying
+
+    retrying(lambda: _put(*filesystem(uri), data), f"writing {uri}", uri)
 
 
-def put(fs, path: str, data: bytes, make_parent: bool = True) -> None:
+def upload_folder(local: Path, uri: str) -> None:
+    """Every file of `local` under `uri`, each with retries; re-uploading is harmless.
+    A checkpoint is some 25 files: one filesystem (one S3 connection pool) for all of them, and
+    its folder created once, not before each file (S3 needs no folders below it: the check is
+    that the bucket is there). Half the requests, and half the time."""
+    from jobs.common.storage.retry import retrying
+
+    fs, root = filesystem(uri)
+    retrying(lambda: fs.create_dir(root, recursive=True), f"creating {uri}", uri)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        relative = path.relative_to(local).as_posix()
+        target = join(uri, relative)
+        retrying(lambda path=path, key=f"{root}/{relative}": upload_file(fs, key, path), f"uploading {target}", target)
+
+
+def upload_file(fs, key: str, path: Path) -> None:
+    _put(fs, key, path.read_bytes(), make_parent=False)
+
+
+def _put(fs, path: str, data: bytes, make_parent: bool = True) -> None:
     """One object written through `fs`, its folder created first unless the caller just did
     (on S3 that check also fails on a deleted bucket, which some servers would re-create on a PUT)."""
     parent = path.rsplit("/", 1)[0]
@@ -180,6 +203,37 @@ def put(fs, path: str, data: bytes, make_parent: bool = True) -> None:
         fs.create_dir(parent, recursive=True)
     with fs.open_output_stream(path) as stream:
         stream.write(data)
+
+
+def tune_filesystem(uri: str):
+    """(filesystem, path) for Ray Tune's own writes under `uri` (a sweep's experiment state and results),
+    whose retries cover retry.py's budget, as ours do; (None, uri) for a local directory.
+
+    An S3FileSystem of pyarrow's own, its retry strategy and timeouts set: attempts of at most
+    REQUEST_TIMEOUT_S until the budget is spent, so that an S3 server frozen for tens of seconds holds
+    Tune's writes up, never fails them. Endpoint and region from the environment; no keys (they stay
+    in the environment, never pickled into Tune's state); Tune is handed it again on every resume."""
+    if not is_s3(uri):
+        return None, uri
+    import math
+
+    import pyarrow.fs
+
+    from jobs.common.storage.retry import retry_budget_s
+
+    attempts = max(3, math.ceil(retry_budget_s() / TUNE_REQUEST_TIMEOUT_S))
+    fs = pyarrow.fs.S3FileSystem(
+        region=os.environ.get("AWS_REGION") or "us-east-1",
+        endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or None,
+        retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+        connect_timeout=TUNE_REQUEST_TIMEOUT_S,
+        request_timeout=TUNE_REQUEST_TIMEOUT_S,
+    )
+    return fs, uri.removeprefix("s3://")
+
+
+# Tune's own S3 requests: each attempt may take this long (then it is tried again).
+TUNE_REQUEST_TIMEOUT_S = 5.0
 
 
 def read_bytes(uri: str) -> bytes | None:

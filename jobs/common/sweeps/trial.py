@@ -19,6 +19,7 @@ on and waits for the node to go (jobs/common/run/preemption.py, NodeDrain).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from jobs.common.run.preemption import NodeDrain
 from jobs.common.run.state import RunState
 from jobs.common.storage import checkpoints, layout
 from jobs.common.storage import objects as storage
+from jobs.common.storage.retry import retry_budget_s
 from jobs.common.sweeps.tune import trial_experiment
 
 # The one file in the checkpoint Tune keeps for a trial: the trial's RunState.
@@ -92,6 +94,7 @@ def run_trial(
     storage_uri: str,
     sweep_name: str,
     gpus: float,
+    job_id: str | None = None,
 ) -> None:
     from ray import tune
 
@@ -99,6 +102,10 @@ def run_trial(
 
     started_at = time.time()
     _quiet()
+    # Tune re-uses this actor for the next trial only once this function has returned, and gives up
+    # (failing the next trial for good) after TUNE_FUNCTION_THREAD_TIMEOUT_S, 2 s by default: a trial
+    # stopped while its checkpoint write rides out a storage outage needs the write's whole budget.
+    os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = str(int(retry_budget_s()) + 60)
     experiment = trial_experiment(base, config, encoded_keys)
     trial_id = tune.get_context().get_trial_id()
     folder = layout.sweep(storage_uri, sweep_name).trial(trial_id)
@@ -120,6 +127,7 @@ def run_trial(
         else:
             print(f"trial {trial_id}: resumed from {start.checkpoint} at iteration {start.iteration}", flush=True)
 
+    state.job_id = job_id  # the sweep's job: what wrote this trial's checkpoints
     algo = build_ppo_config(experiment, in_process_gpus=gpus).build_algo()
     try:
         if start:
