@@ -326,7 +326,8 @@ class PrintProgress(loop.Observer):
         elif now - self.told_at < WAITING_LINE_EVERY_S:
             return
         self.told_at = now
-        print(f"waiting for env runners: {healthy} of {configured} answer, for {now - self.waiting_since:.0f}s (lost "
+        print(f"waiting for env runners: no samples for {now - self.waiting_since:.0f}s ({healthy} of {configured} "
+              "answer; lost "
               "with their node; Ray starts them again as soon as their group has room: `make cluster-up` repairs a "
               "local node, the docker cluster's autoscaler adds one)", flush=True)  # fmt: skip
 

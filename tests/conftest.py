@@ -16,8 +16,8 @@ CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 SECOND = "containers-then-faults"
 CLUSTER_GROUPS = {
     **{f"tests/e2e/{module}.py": "local-cluster"
-       for module in ("test_gpu_scaling", "test_load", "test_local_spine", "test_preemption", "test_security",
-                      "test_sweeps")},
+       for module in ("test_gpu_scaling", "test_healing", "test_load", "test_local_spine", "test_preemption",
+                      "test_security", "test_sweeps")},
     **{f"tests/e2e/{module}.py": SECOND for module in ("test_faults", "test_teardown")},
 }  # fmt: skip
 GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": SECOND}

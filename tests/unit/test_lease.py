@@ -50,10 +50,14 @@ def test_of_two_runs_starting_at_once_exactly_one_gets_the_lease(tmp_path, statu
     assert f"is being run by job {held[0]} (RUNNING" in message and f"`ray job stop {held[0]}`" in message
 
 
-def test_the_job_the_check_took_the_lease_for_finds_it_its_own(tmp_path, status):
+def test_the_job_the_check_took_the_lease_for_finds_it_its_own_and_says_whom_it_was_taken_from(tmp_path, status):
     first = lease.acquire(str(tmp_path), "experiment 'x'", "raysubmit_a")  # the check before submission
     again = lease.acquire(str(tmp_path), "experiment 'x'", "raysubmit_a")  # its driver
     assert again.took_over is None and again.lease.taken_at == first.lease.taken_at
+    status["raysubmit_a"] = "FAILED"
+    lease.acquire(str(tmp_path), "experiment 'x'", "raysubmit_b")  # the next check takes it over ...
+    driver = lease.acquire(str(tmp_path), "experiment 'x'", "raysubmit_b")  # ... and the job's log says so
+    assert driver.took_over == "took over the lease of experiment 'x' from job raysubmit_a (failed)"
 
 
 @pytest.mark.parametrize(

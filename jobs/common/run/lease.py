@@ -77,6 +77,8 @@ class Lease:
     host: str
     taken_at: str
     renewed_at: float  # Unix seconds
+    # Whom this lease was taken over from, for the job's own log (the check before submission takes it).
+    took_over: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps({**asdict(self), "renewed": _iso(self.renewed_at)}, indent=1).encode()
@@ -85,7 +87,13 @@ class Lease:
     def from_json(cls, data: bytes) -> Lease | None:
         try:
             record = json.loads(data)
-            return cls(str(record["job_id"]), str(record["host"]), str(record["taken_at"]), float(record["renewed_at"]))
+            return cls(
+                str(record["job_id"]),
+                str(record["host"]),
+                str(record["taken_at"]),
+                float(record["renewed_at"]),
+                record.get("took_over"),
+            )
         except (ValueError, KeyError, TypeError):
             return None  # not ours, or cut short: it blocks nobody
 
@@ -307,7 +315,8 @@ def acquire(folder_uri: str, what: str, job_id: str | None = None) -> HeldLease:
     for _ in range(3):
         data, version = store.read()
         current = Lease.from_json(data) if data else None
-        took_over = None
+        # Taken over by the check before submission, on this job's behalf: the job says so too.
+        took_over = current.took_over if current is not None and current.job_id == job_id else None
         if current is not None and current.job_id != job_id:
             status = job_status(current.job_id)
             if blocking(current, status):
@@ -316,7 +325,7 @@ def acquire(folder_uri: str, what: str, job_id: str | None = None) -> HeldLease:
             took_over = f"took over the lease of {what} from job {current.job_id} ({why})"
         now = time.time()
         taken_at = current.taken_at if current is not None and current.job_id == job_id else _iso(now)
-        lease = Lease(job_id, socket.gethostname(), taken_at, now)
+        lease = Lease(job_id, socket.gethostname(), taken_at, now, took_over)
         try:
             written = store.write(lease.to_json(), version if data is not None else None)
         except Conflict:

@@ -103,15 +103,20 @@ def run(
     # it is counted from where it stood before this loop's first iteration, never from 0.
     steps_before, time_before = state.env_steps, state.time_s
     lifetime_at_start: int | None = None
+    last_lifetime: int | None = None
     started = time.monotonic()
     while True:
         iteration_started = time.monotonic()
         result = algo.train()
         runners = env_runner_health(algo)
-        sampled = (result.get("env_runners") or {}).get("num_env_steps_sampled")
-        if runners is not None and runners[0] == 0 and not sampled:
-            # Every env runner lost (its node gone): RLlib trains on nothing until Ray restarts one.
-            # Not an iteration: no counter moves, nothing is checkpointed.
+        lifetime = int(result.get("num_env_steps_sampled_lifetime", 0))
+        # RLlib's per-round metrics keep their last values when no runner reports: the lifetime counter tells.
+        sampled_nothing = last_lifetime is not None and lifetime == last_lifetime
+        last_lifetime = lifetime
+        if runners is not None and sampled_nothing:
+            # The env runners lost (their node gone): RLlib trains on nothing until Ray restarts one (it
+            # may count a restarting runner healthy meanwhile). Not an iteration: no counter moves,
+            # nothing is checkpointed.
             observer.waiting_for_env_runners(state, *runners, time.monotonic() - iteration_started)
             if stop_request is not None and stop_request.requested:
                 if state.iteration and state.checkpoint != folder.checkpoint(state.iteration):
@@ -123,7 +128,6 @@ def run(
         if runners is not None:
             result[ENV_RUNNERS_KEY] = runners
         state.iteration += 1
-        lifetime = int(result.get("num_env_steps_sampled_lifetime", 0))
         if lifetime_at_start is None:
             this_iteration = (result.get("env_runners") or {}).get("num_env_steps_sampled")
             lifetime_at_start = lifetime - int(this_iteration) if this_iteration is not None else 0
