@@ -113,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # One run of a sweep at a time: its lease, taken before anything is written.
     held = lease.acquire(folder.uri, what)
-    if held.took_over:
-        print(held.took_over, flush=True)
     try:
         return run(sweep, storage_uri, args.resume, held.keep())
     finally:
@@ -140,6 +138,8 @@ def run(sweep: Sweep, storage_uri: str, must_resume: bool, held: lease.HeldLease
     if resuming:
         # The first line of a resumed sweep says so (before Ray logs anything).
         print(f"resumed from {experiment_path}", flush=True)
+    if held and held.took_over:
+        print(held.took_over, flush=True)
     for note in sweep.notes:
         print(note, flush=True)
 

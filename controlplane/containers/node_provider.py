@@ -27,6 +27,7 @@ from ray.autoscaler.tags import TAG_RAY_USER_NODE_TYPE
 from controlplane.clusterspec import RAY_HEAD_TYPE
 from controlplane.containers.nodes import ContainerCluster
 from jobs.common.cluster.placement import HEAD_GROUP
+from jobs.common.run.preemption import LOST, PREEMPTED, unregister_node
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,14 @@ class DockerNodeProvider(NodeProvider):
 
         address = f"127.0.0.1:{self.cluster.state['gcs_port']}"
         try:
-            lost = [info.node_id for info in GcsClient(address=address).get_all_node_info(timeout=10).values()
+            gcs = GcsClient(address=address)
+            lost = [info.node_id for info in gcs.get_all_node_info(timeout=10).values()
                     if info.instance_id == container["name"] and info.state == gcs_pb2.GcsNodeInfo.ALIVE]  # fmt: skip
+            draining = gcs.get_draining_nodes()
             for node_id in lost:
-                unregister_node(address, node_id, f"its container {container['name']} exited")
+                # A node drained as preempted (its preStop hook ran) that then died ended as preempted.
+                reason = PREEMPTED if node_id.hex() in draining else LOST
+                unregister_node(address, node_id, reason, f"its container {container['name']} exited")
             if lost:
                 self.cluster.log_scaling(
                     f"lost       {container['role']} -1 {container['name']} (the container exited with its Ray node "
@@ -216,21 +221,3 @@ class DockerNodeProvider(NodeProvider):
         idle = {n.instance_id: n.resource_usage.idle_time_ms / 1000 for n in status.idle_nodes if n.resource_usage}
         busy = {n.instance_id: 0.0 for n in status.active_nodes}
         self._idle_s.update({**busy, **idle})
-
-
-def unregister_node(gcs_address: str, node_id: bytes, why: str) -> None:
-    """What a raylet asks of the GCS when it shuts down (NodeInfoGcsService.UnregisterNode), for a node
-    whose raylet is gone: the node is dead at once (UNEXPECTED_TERMINATION, `why`)."""
-    import os
-
-    import grpc
-    from ray.core.generated import common_pb2, gcs_service_pb2, gcs_service_pb2_grpc
-
-    token = Path(os.environ["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
-    death = common_pb2.NodeDeathInfo(reason=common_pb2.NodeDeathInfo.UNEXPECTED_TERMINATION, reason_message=why)
-    with grpc.insecure_channel(gcs_address) as channel:
-        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).UnregisterNode(
-            gcs_service_pb2.UnregisterNodeRequest(node_id=node_id, node_death_info=death),
-            timeout=10,
-            metadata=(("authorization", f"Bearer {token}"),),
-        )

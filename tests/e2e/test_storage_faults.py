@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 BUCKET = "fault-bucket"
 FILES = 6
+# Beside RLlib's files, each checkpoint folder holds experiment.yaml and state.json.
+OBJECTS = FILES + 2
 
 
 class FakeAlgorithm:
@@ -154,14 +156,14 @@ def test_upload_interrupted_half_way_never_becomes_latest(s3, monkeypatch, tmp_p
     assert "cannot reach the S3 endpoint" in message and "after 3s of retries" in message
     local = local_copy(tmp_path, "checkpoint_000002")
     assert f"a local copy is kept on {os.uname().nodename} at {local}" in message
-    assert len(list(local.iterdir())) == FILES + 1  # the parts and experiment.yaml
+    assert len(list(local.iterdir())) == OBJECTS
 
     s3.start()
     half = s3.keys_under(under("checkpoint_000002"))
-    assert 0 < len(half) < FILES + 1, half  # really half-written
+    assert 0 < len(half) < OBJECTS, half  # really half-written
     pointer = latest()
     assert pointer.checkpoint == first and pointer.iteration == 1
-    assert len(s3.keys_under(under("checkpoint_000001"))) == FILES + 1
+    assert len(s3.keys_under(under("checkpoint_000001"))) == OBJECTS
     record(
         fault="S3 server stopped half-way through an upload (3 of 7 files; 3 s retry budget)",
         outcome="write failed with the local copy named; latest.json still names checkpoint_000001",
@@ -192,8 +194,8 @@ def test_a_short_outage_mid_upload_is_ridden_out(s3, monkeypatch, tmp_path, caps
 
     assert time.monotonic() - stopped_at[0] >= outage_s
     assert "retrying in" in capsys.readouterr().out
-    assert len(uploaded) >= FILES + 1
-    assert len(s3.keys_under(under("checkpoint_000002"))) == FILES + 1
+    assert len(uploaded) >= OBJECTS
+    assert len(s3.keys_under(under("checkpoint_000002"))) == OBJECTS
     assert latest().checkpoint == second
     assert not (local_copy(tmp_path, "checkpoint_000002")).exists()
     record(

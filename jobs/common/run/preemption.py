@@ -15,8 +15,10 @@ PREEMPTION_GRACE_S; the KubeRay manifests' terminationGracePeriodSeconds match.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from pathlib import Path
 
 PREEMPTION_GRACE_S = 60
 
@@ -118,15 +120,38 @@ def drain_this_node(address: str, grace_s: float = PREEMPTION_GRACE_S) -> int:
         return 0
     print(f"draining node {node_id}: its trials checkpoint the iteration they are on", flush=True)
     # An iteration and a checkpoint: the trials check for the drain after every iteration.
-    time.sleep(DRAIN_WAIT_S)
+    time.sleep(float(os.environ.get(DRAIN_WAIT_VAR) or DRAIN_WAIT_S))
+    # Then the node is gone as preempted, before the pod's SIGTERM: a raylet stopped by SIGTERM tells the
+    # GCS it ended as expected, and Tune would count the failure of every trial on it (max_failures).
+    unregister_node(gcs_address, bytes.fromhex(node_id), PREEMPTED, "drained by its pod's preStop hook")
+    print(f"node {node_id} ended as preempted: its trials go on elsewhere from their checkpoints", flush=True)
     return 0
+
+
+PREEMPTED = "AUTOSCALER_DRAIN_PREEMPTED"
+LOST = "UNEXPECTED_TERMINATION"
+
+
+def unregister_node(gcs_address: str, node_id: bytes, reason: str, why: str) -> None:
+    """What a raylet asks of the GCS when it shuts down (NodeInfoGcsService.UnregisterNode), asked for it:
+    the node is dead at once, for `reason` (a NodeDeathInfo reason: PREEMPTED, LOST). Actors on a node
+    ended as preempted die as preempted, and Tune restarts their trials without counting a failure."""
+    import grpc
+    from ray.core.generated import common_pb2, gcs_service_pb2, gcs_service_pb2_grpc
+
+    token = os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    death = common_pb2.NodeDeathInfo(reason=common_pb2.NodeDeathInfo.Reason.Value(reason), reason_message=why)
+    with grpc.insecure_channel(gcs_address) as channel:
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).UnregisterNode(
+            gcs_service_pb2.UnregisterNodeRequest(node_id=node_id, node_death_info=death),
+            timeout=10,
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
 
 
 def _this_nodes_id(gcs) -> str | None:
     """This machine's live Ray node (hex id): by its cloud instance id (the pod's or container's name,
     which KubeRay and PROVIDER=docker set as RAY_CLOUD_INSTANCE_ID), else by its address."""
-    import os
-
     from ray._private.services import get_node_ip_address
     from ray.core.generated import gcs_pb2
 
@@ -150,7 +175,9 @@ def _is_idle(gcs_address: str, node_id: str) -> bool:
     return any(node.node_id == node_id for node in status.idle_nodes)
 
 
-# How long the preStop hook waits after draining: one iteration of a sweep trial and its checkpoint.
+# How long the preStop hook waits after draining a busy node: one iteration of a sweep trial and its
+# checkpoint. A group whose iterations are short can say less in its pods' env (RL_DRAIN_WAIT_S).
+DRAIN_WAIT_VAR = "RL_DRAIN_WAIT_S"
 DRAIN_WAIT_S = 30
 
 
