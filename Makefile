@@ -1,17 +1,6 @@
 # The front door. Each target runs one command and prints it; nothing hides Ray:
 # after `source .cluster/env`, plain `ray job submit/list/logs` work too.
-#
-#   make demo                      cluster-up + train + evaluate (the quick start)
-#   make cluster-up | cluster-status | cluster-down   [PROVIDER=local|docker|kuberay|vm] [OVERLAY=...]
-#   make images-local              the images built here, no registry needed (then PROVIDER=docker)
-#   make train [EXPERIMENT=...] [GPUS=N] [WORKERS=M] [GPU_FALLBACK=cpu]
-#   make evaluate [CHECKPOINT=s3://...]
-#   make sweep [SWEEP=jobs/sweeps/...] [RESUME=1] | sweep-report NAME=<sweep>
-#   make jobs                      the cluster's Ray jobs, one line each
-#   make tensorboard NAME=...      a run's or sweep's TensorBoard files from S3, on 127.0.0.1:6006
-#   make rerun NAME=...            train an experiment again from its run.json in S3
-#   make test | test-all | bench | lock
-#   make gpu-check                 on a CUDA machine: CPU vs GPU learner + a short GPU run (< 8 min)
+# `make help` lists the targets, from the `##` string beside each.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -36,7 +25,8 @@ EPISODES ?= 10
 GPUS ?=
 WORKERS ?=
 GPU_FALLBACK ?=
-DASHBOARD_PORT ?= 8265
+# The Jobs API and dashboard on 127.0.0.1 (empty: Ray's own, jobs/common/cluster/ports.py).
+DASHBOARD_PORT ?=
 # make test's pytest-xdist workers: the local-cluster tests in one, the container tests in another.
 TEST_WORKERS ?= 2
 # The RayCluster every provider runs (k8s/overlays/<name> or a folder); empty: local, or dev for kuberay.
@@ -61,11 +51,10 @@ export RL_IMAGE_TAG := $(TAG)
 export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
-.PHONY: tensorboard rerun
-.PHONY: help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
+.PHONY: tensorboard rerun gpu-check help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 venv: $(STAMP)  ## create .venv with the locked dependencies
 $(STAMP): requirements.lock
@@ -88,7 +77,7 @@ cluster-down: venv  ## stop exactly what cluster-up started (S3 data is kept)
 train: venv  ## submit PPO training (EXPERIMENT=..., GPUS=N, WORKERS=M, GPU_FALLBACK=cpu)
 	$(CONTROL) submit -- python -m jobs.train --config $(EXPERIMENT)$(if $(GPUS), --num-gpus $(GPUS))$(if $(WORKERS), --num-workers $(WORKERS))$(if $(GPU_FALLBACK), --gpu-fallback $(GPU_FALLBACK))
 
-evaluate: venv  ## evaluate CHECKPOINT (default: EXPERIMENT's latest); video in results/
+evaluate: venv  ## evaluate CHECKPOINT=s3://... (default: EXPERIMENT's latest); video in results/
 	$(CONTROL) evaluate $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--config $(EXPERIMENT)) --episodes $(EPISODES)
 
 sweep: venv  ## submit a Tune sweep (SWEEP=...); rerunning resumes it from S3 (RESUME=1: insist on resuming)
@@ -166,7 +155,6 @@ bench-autoscale: venv  ## docker cluster: pending demand to a new node in Ray, i
 bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak RSS (bench/load.py)
 	$(PY) -m bench.load
 
-.PHONY: gpu-check
 gpu-check: venv  ## on a CUDA machine: CPU vs GPU learner bench + a short GPU training run (bench/out/gpu.json)
 	$(PY) -m bench.gpu_check
 

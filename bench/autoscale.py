@@ -32,10 +32,11 @@ from pathlib import Path
 
 from bench.common import write_json
 from controlplane.containers import daemon
+from controlplane.polling import wait_for
 from controlplane.ports import free_port
+from controlplane.state import REPO_ROOT
 from jobs.common.reports.tables import table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = "tests/e2e/overlays/autoscale"
 GROUP = "cpu-workers"
 # One task on the CPU group: one CPU and a sliver of the group's resource, as env runners ask.
@@ -87,16 +88,6 @@ class Probe:
 
     def workers(self) -> list[str]:
         return [c["name"] for c in self.containers.containers() if c["role"] == GROUP]
-
-
-def wait_for(what: str, check, timeout_s: float = 180.0, every_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise SystemExit(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def one_run(env: dict[str, str], probe: Probe, idle_timeout_s: float) -> dict:

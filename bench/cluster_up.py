@@ -25,14 +25,13 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bench.common import write_json
 from controlplane.containers import daemon
 from controlplane.ports import free_port
+from controlplane.state import REPO_ROOT
 from jobs.common.reports.tables import table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("local", "docker")
 
 

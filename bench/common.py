@@ -7,18 +7,15 @@ import contextlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.reporting import OUTCOMES_ENV_VAR
 from controlplane.ports import free_port
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from controlplane.state import REPO_ROOT
 
 
 @contextlib.contextmanager
@@ -95,32 +92,13 @@ def run_tests_with_outcomes(pytest_args: list[str], report_var: str) -> tuple[li
     return rows, outcomes, tests.returncode
 
 
-# `sweep <name>: <n> of <total> trials <count> finished, <count> stopped early, ...`:
-# the first line of a sweep's report (jobs/common/reports/sweep.py).
-SWEEP_SUMMARY = re.compile(r"^sweep (\S+): (\d+) of (\d+) trials ?(.*)$")
+def read_outcome(kind, env: dict[str, str], run_uri_of) -> object | None:
+    """An entrypoint's record (jobs/common/reports/outcome.py) from the benchmark cluster's storage:
+    `run_uri_of(storage_uri)` names it (a layout path). None where the run left none."""
+    from controlplane.state import StateDir, default_state_dir
+    from jobs.common.reports import outcome
 
-
-@dataclass(frozen=True)
-class SweepSummary:
-    name: str
-    trials: int  # trials Tune knows of
-    planned: int  # trials the sweep file asks for
-    counts: dict[str, int]  # outcome -> trials: finished, stopped early, error, running, pending
-
-    def count(self, outcome: str) -> int:
-        return self.counts.get(outcome, 0)
-
-
-def sweep_summary(lines: list[str], name: str | None = None) -> SweepSummary | None:
-    """The last summary line of a sweep (of the sweep `name`, if given) in a job's output, parsed."""
-    found = None
-    for line in lines:
-        match = SWEEP_SUMMARY.match(line.strip())
-        if match and (name is None or match.group(1) == name):
-            counts = {}
-            for part in filter(None, (p.strip() for p in match.group(4).split(","))):
-                number, _, outcome = part.partition(" ")
-                if number.isdigit():
-                    counts[outcome] = counts.get(outcome, 0) + int(number)
-            found = SweepSummary(match.group(1), int(match.group(2)), int(match.group(3)), counts)
-    return found
+    state_dir = StateDir(Path(env["CLUSTER_STATE_DIR"]) if env.get("CLUSTER_STATE_DIR") else default_state_dir())
+    client = state_dir.read_env()
+    os.environ.update({k: v for k, v in client.items() if k.startswith(("AWS_", "RL_"))})
+    return outcome.read(kind, run_uri_of(client["RL_STORAGE_URI"]))

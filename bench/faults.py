@@ -33,9 +33,9 @@ from pathlib import Path
 
 from bench.common import run_tests_with_outcomes, write_json
 from bench.reporting import NOT_MEASURED, PASSED, merge
+from controlplane.state import REPO_ROOT
 from jobs.common.reports.tables import table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["fault", "result", "recover_s", "lost", "outcome"]
 BLANK = {"fault": None, "outcome": "-", "recover_s": None, "lost": NOT_MEASURED}
 

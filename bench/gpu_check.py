@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -50,28 +50,21 @@ TARGET_ENV_STEPS_PER_S = 20_000
 TARGET_RETURN = 3000.0
 TARGET_RETURN_WITHIN_S = 15 * 60
 
-PROGRESS = re.compile(
-    r"^iter\s+(?P<iteration>\d+)\s*\|\s*env_steps\s+(?P<env_steps>[\d,]+)\s*\|\s*return\s+(?P<ret>n/a|-?[\d.]+)"
-    r".*?\|\s*train_time\s+(?P<train_time>[\d.]+)s"
-)
 
+def read_progress(storage_uri: str, name: str) -> list[dict]:
+    """The run's iterations as it recorded them (its progress.csv: written with every checkpoint)."""
+    from jobs.common.reports.training import load_progress
+    from jobs.common.storage import layout
 
-def parse_progress(lines: list[str]) -> list[dict]:
-    """`jobs.train`'s progress lines (`iter ... | env_steps ... | return ... | ... | train_time ...s`)."""
-    rows = []
-    for line in lines:
-        match = PROGRESS.match(line.strip())
-        if match:
-            ret = match["ret"]
-            rows.append(
-                {
-                    "iteration": int(match["iteration"]),
-                    "env_steps": int(match["env_steps"].replace(",", "")),
-                    "return": None if ret == "n/a" else float(ret),
-                    "train_time_s": float(match["train_time"]),
-                }
-            )
-    return rows
+    return [
+        {
+            "iteration": row["iteration"],
+            "env_steps": row["env_steps"],
+            "return": None if math.isnan(row["episode_return_mean"]) else row["episode_return_mean"],
+            "train_time_s": row["train_time_s"],
+        }
+        for row in load_progress(layout.experiment(storage_uri, name))
+    ]
 
 
 def training_figures(progress: list[dict]) -> dict:
@@ -281,15 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         "--set", f"stop.time_s={train_s:g}", "--set", "checkpoint.every_n_iterations=100000",
     ]  # fmt: skip
     try:
-        status, lines = run_streaming(train_cmd, train_timeout_s, "  train | ")
+        status, _ = run_streaming(train_cmd, train_timeout_s, "  train | ")
+        progress = read_progress(storage, name)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    progress = parse_progress(lines)
     training = training_figures(progress)
     if status != 0:
         failures.append(f"training run {'timed out' if status is None else f'exited {status}'}")
     if not progress:
-        failures.append("training run printed no progress line")
+        failures.append("training run recorded no iteration (no progress.csv)")
 
     rows = targets(learner.get("rows", []), training, train_s)
     print()

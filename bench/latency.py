@@ -10,12 +10,12 @@ their output as it arrives. From the lines alone:
     submission -> driver  -> the job's first line
     driver -> built       -> the first progress line, less that iteration's own time
     training              the iterations' own times (iter_time)
-    checkpoint, report    the last progress line -> the `checkpoint:` line
+    checkpoint, report    the last progress line -> the command's end (it ends with the job)
     and shutdown
-    total                 command start -> `checkpoint:`
+    total                 command start -> the command's end
 
-and from the job's own `job_time` summary row, the driver's view of the same
-phases. For sweeps: wall time, Tune's own run, trials per minute and the share
+and from the run's record (`outcome.json`: jobs/common/reports/outcome.py), the
+driver's own view of the same phases. For sweeps: wall time, Tune's own run, trials per minute and the share
 of the sweep during which fewer trials ran than the CPU group has CPUs (from
 the trials' own result timestamps in Tune's experiment). Prints a table, writes bench/out/latency.json.
 
@@ -41,11 +41,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import bench_cluster, submitting, write_json
-from controlplane.state import StateDir, default_state_dir
+from controlplane.state import REPO_ROOT, StateDir, default_state_dir
+from jobs.common.reports import outcome
+from jobs.common.reports.outcome import TrainOutcome
 from jobs.common.reports.tables import markdown, table
 from jobs.common.storage import layout
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ITER = re.compile(r"^iter\s+(\d+) \|.*iter_time\s+([\d.]+)s")
 SWEEP_PROGRESS = re.compile(r"^\[\s*([\d.]+)s\] trials (\d+)/(\d+) done \| (\d+) running \| (\d+) pending")
 
@@ -56,15 +57,17 @@ class Line:
     text: str
 
 
-def run_timed(entrypoint: list[str], env: dict[str, str], tree: Path = REPO_ROOT) -> tuple[list[Line], int]:
-    """`make train`/`make sweep`'s command (from the checkout `tree`), each output line timestamped as it arrives."""
+def run_timed(entrypoint: list[str], env: dict[str, str], tree: Path = REPO_ROOT) -> tuple[list[Line], float, int]:
+    """`make train`/`make sweep`'s command (from the checkout `tree`), each output line timestamped as it
+    arrives; when the command ended; its exit status."""
     started = time.monotonic()
     process = submitting(entrypoint, env, tree)
     lines = []
     assert process.stdout is not None
     for text in process.stdout:
         lines.append(Line(time.monotonic() - started, text.rstrip("\n")))
-    return lines, process.wait()
+    status = process.wait()
+    return lines, time.monotonic() - started, status
 
 
 def job_text(line: Line) -> str:
@@ -72,35 +75,33 @@ def job_text(line: Line) -> str:
     return re.sub(r"^\(\S+ pid=\d+(, ip=\S+)?\)\s*", "", line.text)
 
 
-def train_breakdown(lines: list[Line]) -> dict[str, float | str | None]:
-    """The phases of one `make train`, from the timestamped lines (see the module's docstring)."""
+def train_breakdown(lines: list[Line], ended: float, job_time: str | None) -> dict[str, float | str | None]:
+    """The phases of one `make train`, from the timestamped lines and the command's end (see the module's
+    docstring); `job_time`: the driver's own view, from the run's record."""
     submit = next(i for i, line in enumerate(lines) if line.text.startswith("+ ray job submit"))
     # `ray job submit` prints its own lines first; the job's begin after "Running entrypoint for job".
     banner = next((i for i in range(submit, len(lines)) if "Running entrypoint for job" in lines[i].text), submit)
     first_job_line = next((line for line in lines[banner + 1 :] if line.text.strip()), lines[-1])
     iterations = [(line, ITER.match(job_text(line))) for line in lines]
     iterations = [(line, float(match.group(2))) for line, match in iterations if match]
-    done = next(line for line in lines if job_text(line).startswith("checkpoint: "))
-    driver_timings = next((job_text(line) for line in lines if "job_time" in line.text), "")
     first_iteration, first_iteration_s = iterations[0]
     return {
         "before_submission_s": round(lines[submit].at, 1),
         "submission_to_driver_s": round(first_job_line.at - lines[submit].at, 1),
         "driver_to_built_s": round(first_iteration.at - first_iteration_s - first_job_line.at, 1),
         "training_s": round(sum(seconds for _, seconds in iterations), 1),
-        "checkpoint_report_shutdown_s": round(done.at - iterations[-1][0].at, 1),
-        "total_s": round(done.at, 1),
+        "checkpoint_report_shutdown_s": round(ended - iterations[-1][0].at, 1),
+        "total_s": round(ended, 1),
         "iterations": len(iterations),
-        "driver_job_time": driver_timings.split("job_time", 1)[-1].strip() or None,
+        "driver_job_time": job_time,
     }
 
 
-def sweep_breakdown(lines: list[Line]) -> dict[str, float | int | None]:
-    """Wall time, Tune's run and trials/min, from the sweep's own progress lines."""
+def sweep_breakdown(lines: list[Line], end: float) -> dict[str, float | int | None]:
+    """Wall time (to the command's end), Tune's run and trials/min, from the sweep's own progress lines."""
     reports = [
         (float(m.group(1)), int(m.group(2))) for m in (SWEEP_PROGRESS.match(job_text(line)) for line in lines) if m
     ]
-    end = next((line.at for line in lines if job_text(line).startswith("best_checkpoint: ")), lines[-1].at)
     if not reports:
         return {"total_s": round(end, 1), "tune_s": None, "trials": None, "trials_per_min": None}
     tune_s, done = reports[-1]
@@ -159,18 +160,21 @@ def checkout(rev: str) -> Iterator[tuple[str, Path]]:
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
-def time_train(env: dict[str, str], name: str, tree: Path) -> dict:
+def time_train(env: dict[str, str], name: str, tree: Path, client: dict[str, str]) -> dict:
     print(f"make train (jobs/experiments/ppo-cartpole.yaml as {name})", flush=True)
-    lines, status = run_timed(["python", "-m", "jobs.train", "--config",
-                               "jobs/experiments/ppo-cartpole.yaml", "--name", name], env, tree)  # fmt: skip
-    return {"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines)}
+    lines, ended, status = run_timed(["python", "-m", "jobs.train", "--config",
+                                      "jobs/experiments/ppo-cartpole.yaml", "--name", name], env, tree)  # fmt: skip
+    os.environ.update(client)
+    record = outcome.read(TrainOutcome, layout.experiment(client["RL_STORAGE_URI"], name).outcome)
+    job_time = record.job_time() if record else None
+    return {"run": "make train (ppo-cartpole)", "exit": status, **train_breakdown(lines, ended, job_time)}
 
 
 def time_sweep(env: dict[str, str], sweep: str, name: str, tree: Path, client: dict[str, str]) -> dict:
     print(f"make sweep SWEEP=jobs/sweeps/cartpole-{sweep}.yaml (as {name})", flush=True)
-    lines, status = run_timed(["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
-                               "--name", name], env, tree)  # fmt: skip
-    row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines)}
+    lines, ended, status = run_timed(["python", "-m", "jobs.sweep", "--config", f"jobs/sweeps/cartpole-{sweep}.yaml",
+                                      "--name", name], env, tree)  # fmt: skip
+    row = {"run": f"make sweep (cartpole-{sweep})", "exit": status, **sweep_breakdown(lines, ended)}
     share = underused(trial_intervals(client, client["RL_STORAGE_URI"], name), int(os.cpu_count() or 2))
     row["underused"] = None if share is None else f"{share:.0%}"
     return row
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         client = {**env, **state_dir.read_env()}
         # Each workload on every tree in turn, so that a machine that slows down slows both alike.
         for index, (tree, folder) in enumerate(trees):
-            rows.append({"tree": tree, **time_train(env, f"bench-latency-{stamp}-{index}", folder)})
+            rows.append({"tree": tree, **time_train(env, f"bench-latency-{stamp}-{index}", folder, client)})
         for sweep in args.sweeps:
             for index, (tree, folder) in enumerate(trees):
                 name = f"bench-latency-{stamp}-{index}-{sweep}"

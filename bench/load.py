@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bench.common import run_tests_reporting, write_json
+from controlplane.state import REPO_ROOT
 from jobs.common.reports.tables import table
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

@@ -38,9 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import bench_cluster, submitting, write_json
+from controlplane.state import REPO_ROOT
 from jobs.common.reports.tables import table
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PROGRESS = re.compile(r"iter\s+(\d+) \| env_steps\s+([\d,]+) \| return\s+([\d.]+|n/a) \|.*train_time\s+([\d.]+)s")
 OURS = "ours (ppo-cartpole.yaml)"

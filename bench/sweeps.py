@@ -37,7 +37,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import bench_cluster, submitting, sweep_summary, write_json
+from bench.common import bench_cluster, read_outcome, submitting, write_json
 from bench.plain_tune_sweep import (
     RLLIB_MAIN_PROCESS_CPUS,
     RLLIB_PPO_ENV_RUNNERS,
@@ -46,11 +46,11 @@ from bench.plain_tune_sweep import (
     PlainSearch,
     plain_search,
 )
+from controlplane.state import REPO_ROOT
+from jobs.common.reports.outcome import SweepOutcome
 from jobs.common.reports.tables import table
+from jobs.common.storage import layout
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-OURS_BEST = re.compile(r"^best: \S+ env_steps_to_solve=([\d,.]+)")
 PLAIN_LAST = re.compile(r"^plain: (\{.*\})\s*$")
 COLUMNS = [
     "sweep",
@@ -86,18 +86,14 @@ def submit(entrypoint: list[str], env: dict[str, str]) -> tuple[int, list[str], 
 # --------------------------------------------------------------------------
 
 
-def ours_row(status: int, lines: list[str], wall: float, name: str, planned: int, scheduler: str) -> dict:
-    """Our sweep's counts from its report's summary line: done = finished + stopped early (by the scheduler)."""
-    summary = sweep_summary(lines, name)
-    best = None
-    for line in lines:
-        if match := OURS_BEST.match(line):
-            best = int(float(match.group(1).replace(",", "")))
-    if summary is None:
-        return _row(status, wall, planned, None, None, None, best, scheduler)
-    done = summary.count("finished") + summary.count("stopped early")
+def ours_row(status: int, record: SweepOutcome | None, wall: float, planned: int, scheduler: str) -> dict:
+    """Our sweep's counts from its record (outcome.json): done = finished + stopped early (by the scheduler)."""
+    if record is None:
+        return _row(status, wall, planned, None, None, None, None, scheduler)
+    solved = record.best_metric == "env_steps_to_solve" and record.best_value is not None
+    best = int(record.best_value) if solved else None
     # No time budget on our side: whatever is not done errored or was left unfinished.
-    return _row(status, wall, planned, done, 0, planned - done, best, scheduler)
+    return _row(status, wall, planned, record.done(), 0, planned - record.done(), best, scheduler)
 
 
 def plain_row(status: int, lines: list[str], wall: float, planned: int) -> dict:
@@ -193,7 +189,8 @@ def main() -> int:
             status, lines, wall = submit(
                 ["python", "-m", "jobs.sweep", "--config", SWEEP_FILES[sweep_name], "--name", name], env
             )
-            row = ours_row(status, lines, wall, name, ours.trial_count(), describe_scheduler(ours).split(" ")[0])
+            record = read_outcome(SweepOutcome, env, lambda storage, name=name: layout.sweep(storage, name).outcome)
+            row = ours_row(status, record, wall, ours.trial_count(), describe_scheduler(ours).split(" ")[0])
             rows.append({"sweep": sweep_name, "run": "ours", **row})
             if args.skip_plain:
                 continue

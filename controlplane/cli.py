@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from controlplane.errors import ClusterError
 from controlplane.provider import Provider
 from controlplane.state import REPO_ROOT, StateDir, default_state_dir
+from jobs.common.cluster.ports import DASHBOARD_PORT
 from jobs.common.errors import exits_cleanly
 
 PROVIDERS = ("local", "docker", "kuberay", "vm")
@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dashboard-port",
         type=int,
-        default=int(os.environ.get("DASHBOARD_PORT") or 8265),
-        help="Jobs API and dashboard port on 127.0.0.1 (default 8265, or $DASHBOARD_PORT)",
+        default=int(os.environ.get("DASHBOARD_PORT") or DASHBOARD_PORT),
+        help=f"Jobs API and dashboard port on 127.0.0.1 (default {DASHBOARD_PORT}, or $DASHBOARD_PORT)",
     )
     parser.add_argument(
         "--overlay",
@@ -107,25 +107,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    """Submit jobs.evaluate of one checkpoint (the experiment's latest, for --config: resolved here, so that
+    the result's place is known), then fetch its record and video from storage."""
     from controlplane.submit import submit
+    from jobs.common.reports import outcome
+    from jobs.common.reports.outcome import EvaluationOutcome
     from jobs.common.storage import layout
     from jobs.common.storage import objects as storage
 
-    entrypoint = ["python", "-m", "jobs.evaluate", "--episodes", str(args.episodes)]
-    entrypoint += ["--checkpoint", args.checkpoint] if args.checkpoint else ["--config", args.config]
-    output: list[str] = []
-    status = submit(StateDir(args.state_dir), entrypoint, capture=output)
+    state_dir = StateDir(args.state_dir)
+    checkpoint = args.checkpoint or newest_checkpoint(state_dir, args.config)
+    entrypoint = ["python", "-m", "jobs.evaluate", "--episodes", str(args.episodes), "--checkpoint", checkpoint]
+    status = submit(state_dir, entrypoint)
     if status != 0:
         return status
-    found = [m for line in output if (m := re.search(r"^mean_return: .* video: (\S+)$", line))]
-    if not found:
-        raise ClusterError("the evaluation job finished without a `video:` line; see `ray job logs`")
-    evaluation = layout.Evaluation.of_video(found[-1].group(1))
+    evaluation = layout.Checkpoint(checkpoint.rstrip("/")).evaluation
+    result = outcome.read(EvaluationOutcome, evaluation.result)
+    if result is None:
+        raise ClusterError(f"the evaluation job left no {evaluation.result}; see `ray job logs`")
     local = args.output_dir / evaluation.run_name / evaluation.name / layout.VIDEO_FILE
-    storage.download_file(evaluation.video, local)
+    storage.download_file(result.video, local)
     storage.download_file(evaluation.result, local.with_name(layout.RESULT_FILE))
     print(f"video (local copy): {os.path.relpath(local)}", flush=True)
     return 0
+
+
+def newest_checkpoint(state_dir: StateDir, config: str) -> str:
+    """The experiment's latest checkpoint, from its pointer in the cluster's storage (a clear error without one)."""
+    from controlplane.submit import load_cluster_env
+    from jobs.common.run.state import latest_checkpoint
+    from jobs.common.schema.experiment import load_experiment
+    from jobs.common.storage import objects as storage
+
+    load_cluster_env(state_dir)
+    experiment = load_experiment(config).experiment
+    return latest_checkpoint(storage.resolve_storage(experiment.storage), experiment.name, "pass CHECKPOINT=s3://...")
 
 
 def storage_from_env(args: argparse.Namespace) -> str:
@@ -143,6 +159,7 @@ def storage_from_env(args: argparse.Namespace) -> str:
 
 def sweep_report(args: argparse.Namespace) -> int:
     """Needs only the storage settings from the env file: no Ray cluster."""
+    from jobs.common.reports import outcome
     from jobs.common.reports.sweep import build_report
     from jobs.common.storage import layout
     from jobs.common.storage import objects as storage
@@ -151,12 +168,14 @@ def sweep_report(args: argparse.Namespace) -> int:
     report = build_report(storage_uri, args.name)
     local = args.output_dir / args.name
     sweep = layout.sweep(storage_uri, args.name)
+    result = report.outcome(args.name)
+    outcome.write(result, sweep.outcome)
     for name in layout.REPORT_FILES:
         storage.download_file(sweep.report_file(name), local / name)
     print(report.summary)
     print(f"local copy: {os.path.relpath(local)}")
-    print(f"report: {report.uri}")
-    print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
+    for line in result.lines():
+        print(line, flush=True)
     return 0
 
 

@@ -21,15 +21,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from controlplane.clusterspec import ClusterSpec
+from controlplane import processes
+from controlplane.clusterspec import LOCAL_OVERLAY, ClusterSpec
 from controlplane.errors import ClusterError
+from controlplane.local.s3server import DEFAULT_BUCKET, S3_REGION
 from controlplane.ports import port_in_use
+from controlplane.provider import ClientSettings
 from controlplane.state import StateDir
 from jobs.common.cluster.placement import HEAD_GROUP
+from jobs.common.cluster.ports import DASHBOARD_PORT
 
 State = dict[str, Any]
 
 SPEC_FILE = "raycluster.json"
+# Never inherited by what a cluster starts on this host: a user's own cluster, token or cloud keys.
+SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
 def say(message: str) -> None:
@@ -43,12 +49,37 @@ class ProvisionedCluster(ABC):
     # A start that fails (a node that dies while starting on a busy machine) is tried again from scratch.
     start_attempts = 1
 
-    def __init__(self, state_dir: StateDir, dashboard_port: int = 8265):
+    def __init__(
+        self,
+        state_dir: StateDir,
+        dashboard_port: int = DASHBOARD_PORT,
+        bucket: str = DEFAULT_BUCKET,
+        overlay: str = LOCAL_OVERLAY,
+    ):
         self.state_dir = state_dir
         self.dashboard_port = dashboard_port
+        self.bucket = bucket
+        self.overlay = overlay
+        self._spec: ClusterSpec | None = None
         # This process talks to the cluster too (the state API, the GCS): same token.
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(state_dir.ensure_auth_token())
+
+    def host_process_env(self, state: State) -> dict[str, str]:
+        """What every process this cluster starts on the host begins with: this environment less
+        SCRUBBED and every AWS_ setting, tagged with the cluster's marker (so `down` finds it), the
+        cluster's token by its path, no usage stats."""
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED and not k.startswith("AWS_")}
+        env.update(
+            {
+                processes.MARKER_VAR: state["cluster_id"],
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
 
     # ------------------------------------------------------------------ the steps
 
@@ -68,9 +99,38 @@ class ProvisionedCluster(ABC):
     def wait_until_ready(self, state: State, restarted: Sequence[str] = ()) -> None:
         """Until every node is registered in Ray, the S3 server serves and the Jobs API answers."""
 
-    @abstractmethod
     def write_client_settings(self, state: State) -> None:
-        """`.cluster/env` (and what else clients read)."""
+        """`.cluster/env`: the same file whatever runs the cluster (controlplane/provider.py)."""
+        settings = ClientSettings(
+            ray_address=state["dashboard_url"],
+            auth_token_path=self.state_dir.ensure_auth_token(),
+            storage_uri=state["storage_uri"],
+            aws_region=S3_REGION,
+            worker_groups=self.worker_capacity(),
+            bucket=state["bucket"],
+            s3_endpoint=state["s3_endpoint"],
+            s3_keys=self.state_dir.s3_credentials(),
+            state_dir=self.state_dir.root,
+        )
+        header = "\n".join(
+            [
+                f"Client settings for the {self.name} Ray cluster (PROVIDER={self.name}, `make cluster-up`, "
+                f"{state['started_at']}).",
+                "Use: source .cluster/env   then plain `ray job submit`, `ray job list`, boto3 or the AWS CLI work.",
+                *self.where_it_runs(state),
+                "The Ray token itself is not in this file: Ray reads it from RAY_AUTH_TOKEN_PATH.",
+                "Holds the S3 server's keys: keep it private (mode 0600, git-ignored).",
+            ]
+        )
+        self.state_dir.write_client_settings(settings, header)
+
+    def worker_capacity(self) -> dict[str, dict[str, float]]:
+        """What each worker group can ever offer (RL_WORKER_GROUPS): jobs check their plan against it."""
+        return self.spec.capacity()
+
+    def where_it_runs(self, state: State) -> list[str]:
+        """Lines for the env file's header about where the cluster's parts run."""
+        return []
 
     @abstractmethod
     def health(self, state: State) -> dict[str, bool]:
@@ -123,6 +183,29 @@ class ProvisionedCluster(ABC):
     def recorded_spec(self) -> ClusterSpec:
         """The cluster as it was started (the overlay may have changed since)."""
         return ClusterSpec.load(self.spec_file)
+
+    @property
+    def spec(self) -> ClusterSpec:
+        """The running cluster's shape as recorded, else the overlay's for this host."""
+        if self._spec is None:
+            self._spec = self.recorded_spec() if self.spec_file.exists() else self._spec_from_overlay()
+        return self._spec
+
+    def _spec_from_overlay(self) -> ClusterSpec:
+        spec, notes = self.fit_to_host(ClusterSpec.from_overlay(self.overlay))
+        for note in notes:
+            say(note)
+        return spec
+
+    def record_fresh_spec(self, how: str) -> None:
+        """A fresh start: the overlay's shape as of now, recorded (and said, with how the groups run)."""
+        self._spec = self._spec_from_overlay()
+        self.spec.save(self.spec_file)
+        say(f"{self.spec.describe()}\n(PROVIDER={self.name}: {how})")
+
+    @abstractmethod
+    def fit_to_host(self, spec: ClusterSpec) -> tuple[ClusterSpec, list[str]]:
+        """The overlay's shape as this host can run it, and a line for each change."""
 
     # ------------------------------------------------------------------ up, down, status
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from controlplane.errors import ClusterError
 from controlplane.state import REPO_ROOT, StateDir
+from jobs.checks import check_command, failure_message
 from jobs.common.cluster.placement import CAPACITY_ENV_VAR, GROUP_RESOURCES, HEAD_GROUP
 from jobs.common.errors import UserError
 from jobs.common.reports.provenance import GIT_COMMIT_VAR, GIT_DIRTY_VAR
@@ -60,13 +61,11 @@ def check_jobs_api(address: str) -> None:
 
 
 def start_preflight(entrypoint: list[str], env: Mapping[str, str]) -> subprocess.Popen | None:
-    """Start `python -m jobs.X ... --check` here, so that bad input fails before submission. With
-    RL_JOB_SUBMISSION_ID in `env`, a training run's or sweep's check also takes its lease for that job."""
-    if len(entrypoint) < 3 or entrypoint[0] not in ("python", "python3") or entrypoint[1] != "-m":
+    """Start the entrypoint's check here (jobs/checks.py has the contract), so that bad input fails before
+    submission. With RL_JOB_SUBMISSION_ID in `env`, a run's or sweep's check also takes its lease."""
+    check = check_command(entrypoint, sys.executable)
+    if check is None:
         return None
-    if not entrypoint[2].startswith("jobs."):
-        return None
-    check = [sys.executable, "-m", *entrypoint[2:], "--check"]
     return subprocess.Popen(
         check, cwd=REPO_ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -78,11 +77,7 @@ def finish_preflight(process: subprocess.Popen | None) -> None:
         return
     stdout, stderr = process.communicate()
     if process.returncode != 0:
-        lines = (stderr.strip() or stdout.strip()).splitlines()
-        # From our `error:` line on (validation errors span several lines); Ray's log lines come before it.
-        first = next((i for i, line in enumerate(lines) if line.startswith("error: ")), max(0, len(lines) - 20))
-        message = "\n".join(lines[first:]).removeprefix("error: ")
-        raise UserError(f"{message}\n(nothing was submitted)")
+        raise UserError(f"{failure_message(stdout, stderr)}\n(nothing was submitted)")
 
 
 def git_provenance() -> dict[str, str]:

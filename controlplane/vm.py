@@ -2,7 +2,7 @@
 
     up:     a Ray token in the state folder, a copy of cluster.yaml there whose
             file_mounts carry that token to every node, `ray up` of the copy, then
-            `ray dashboard` (an SSH tunnel to 127.0.0.1:8265) in the background,
+            `ray dashboard` (an SSH tunnel to the dashboard) in the background,
             and the client env file.
     down:   stop the tunnel, `ray down` of the same copy.
     status: `ray exec <copy> "ray status"`.
@@ -33,6 +33,7 @@ from controlplane.ports import wait_for_port
 from controlplane.provider import ClientSettings
 from controlplane.state import REPO_ROOT, StateDir, write_private
 from jobs.common.cluster.placement import HEAD_GROUP
+from jobs.common.cluster.ports import DASHBOARD_PORT
 
 CONFIG = REPO_ROOT / "cluster.yaml"
 # The overlay whose RayCluster cluster.yaml's node types follow (a cloud cluster with GPU nodes).
@@ -111,7 +112,7 @@ def node_environment(config: dict[str, Any]) -> dict[str, str]:
 class VmProvider:
     name = "vm"
 
-    def __init__(self, state_dir: StateDir, dashboard_port: int = 8265, dry_run: bool = False):
+    def __init__(self, state_dir: StateDir, dashboard_port: int = DASHBOARD_PORT, dry_run: bool = False):
         self.state_dir = state_dir
         self.dashboard_port = dashboard_port
         self.dry_run = dry_run

@@ -6,22 +6,24 @@
 Only the policy (the RLModule) is restored, not the whole algorithm: no env
 runners or learners are started. The episodes run in one Ray task on the CPU
 worker group. The video (GIF) and a result.json go next to the checkpoint,
-under `<experiment>/evaluations/<checkpoint>/`, and into --output-dir. The last
-line is `mean_return: <mean> std: <std> episodes: <n> video: <uri>`.
+under `<experiment>/evaluations/<checkpoint>/`, and into --output-dir. The
+result.json is the record (jobs/common/reports/outcome.py); the last line is
+`mean_return: <mean> std: <std> episodes: <n> video: <uri>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.run.state import read_pointer
+from jobs.common.reports import outcome
+from jobs.common.reports.outcome import EvaluationOutcome
+from jobs.common.run.state import latest_checkpoint
 from jobs.common.schema.experiment import load_experiment, parse_experiment
 from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
@@ -63,16 +65,8 @@ def resolve_checkpoint(args: argparse.Namespace) -> str:
             )
         return uri
     experiment = load_experiment(args.config).experiment
-    root = storage.resolve_storage(args.storage or experiment.storage)
-    storage.check_storage_reachable(root)
-    run = layout.experiment(root, experiment.name)
-    latest = read_pointer(run)
-    if not latest:
-        raise UserError(
-            f"experiment '{experiment.name}' has no checkpoint in {run.uri}; "
-            "train it first (`make train`) or pass --checkpoint"
-        )
-    return latest.checkpoint
+    return latest_checkpoint(storage.resolve_storage(args.storage or experiment.storage), experiment.name,
+                             "pass --checkpoint")  # fmt: skip
 
 
 def load_checkpoint_experiment(checkpoint: str):
@@ -147,40 +141,40 @@ def main(argv: list[str] | None = None) -> int:
     if cluster_has_groups(ray.cluster_resources()):
         options["resources"] = group_request(CPU_GROUP)
     print(f"evaluating {checkpoint} on {experiment.env}: {args.episodes} deterministic episodes", flush=True)
-    outcome = ray.get(
+    played = ray.get(
         ray.remote(play)
         .options(**options)
         .remote(checkpoint, experiment.env, dict(experiment.env_config), args.episodes, args.max_video_frames)
     )
     ray.shutdown()
 
-    returns = outcome["returns"]
-    for episode, (ret, length) in enumerate(zip(returns, outcome["lengths"], strict=True)):
+    returns = played["returns"]
+    for episode, (ret, length) in enumerate(zip(returns, played["lengths"], strict=True)):
         print(f"episode {episode:3d} | return {ret:7.1f} | length {length}", flush=True)
     mean = statistics.fmean(returns)
     std = statistics.pstdev(returns)
 
     evaluation = layout.Checkpoint(checkpoint).evaluation
-    video_uri = evaluation.video
-    summary = {
-        "checkpoint": checkpoint,
-        "env": experiment.env,
-        "episodes": len(returns),
-        "mean_return": mean,
-        "std_return": std,
-        "returns": returns,
-        "lengths": outcome["lengths"],
-        "video": video_uri,
-    }
-    storage.write_bytes(video_uri, outcome["gif"])
-    storage.write_bytes(evaluation.result, json.dumps(summary, indent=2).encode())
+    result = EvaluationOutcome(
+        checkpoint=checkpoint,
+        env=experiment.env,
+        episodes=len(returns),
+        mean_return=mean,
+        std_return=std,
+        returns=returns,
+        lengths=played["lengths"],
+        video=evaluation.video,
+    )
+    storage.write_bytes(evaluation.video, played["gif"])
+    outcome.write(result, evaluation.result)
 
     local_dir = Path(args.output_dir) / evaluation.run_name / evaluation.name
     local_dir.mkdir(parents=True, exist_ok=True)
-    (local_dir / layout.VIDEO_FILE).write_bytes(outcome["gif"])
-    (local_dir / layout.RESULT_FILE).write_text(json.dumps(summary, indent=2))
+    (local_dir / layout.VIDEO_FILE).write_bytes(played["gif"])
+    (local_dir / layout.RESULT_FILE).write_bytes(result.to_json())
 
-    print(f"mean_return: {mean:.1f} std: {std:.1f} episodes: {len(returns)} video: {video_uri}", flush=True)
+    for line in result.lines():
+        print(line, flush=True)
     return 0
 
 

@@ -8,7 +8,8 @@ Storage, per sweep name: Tune's experiment, a folder per trial with its RLlib
 checkpoints, and the report (jobs/common/storage/layout.py).
 Rerunning a sweep whose experiment is in storage resumes it (Tuner.restore):
 unfinished and errored trials continue from their last checkpoint; finished
-ones are not run again. The last two lines are `report: <uri>` and
+ones are not run again. The result is `<sweep>/outcome.json`
+(jobs/common/reports/outcome.py); the last two lines are `report: <uri>` and
 `best_checkpoint: <uri>`.
 """
 
@@ -23,13 +24,15 @@ import sys
 from typing import Any
 
 from jobs.common.cluster import capacity
+from jobs.common.cluster.fits import check_trial_fits
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.reports import plots
+from jobs.common.reports import outcome, plots
 from jobs.common.reports.provenance import DriverLog
 from jobs.common.reports.sweep import ReportContext, build_report, save_context
 from jobs.common.rllib.ppo import build_ppo_config, rejected
 from jobs.common.run import lease
-from jobs.common.schema.sweep import Sweep, check_trial_fits, load_sweep
+from jobs.common.schema.experiment import add_overrides_argument
+from jobs.common.schema.sweep import Sweep, load_sweep
 from jobs.common.storage import layout
 from jobs.common.storage import objects as storage
 
@@ -39,14 +42,7 @@ EXIT_INTERRUPTED = 130
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="sweep YAML, e.g. jobs/sweeps/cartpole-seed.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the sweep file, e.g. --set num_samples=2 (repeatable)",
-    )
+    add_overrides_argument(parser, "num_samples=2")
     parser.add_argument("--name", help="sweep name (its folder in storage, and the resume key)")
     parser.add_argument("--storage", help="s3://bucket/prefix or a local directory (default: $RL_STORAGE_URI)")
     parser.add_argument("--resume", action="store_true", help="fail unless the sweep exists in storage to resume")
@@ -237,14 +233,15 @@ def _run(sweep: Sweep, storage_uri: str, folder: layout.SweepFolder, resuming: b
 
     report = build_report(storage_uri, sweep.name)
     print(report.summary, flush=True)
-    pending = [r for r in report.rows if r["outcome"] in ("running", "pending", "paused")]
-    if pending:
-        print(f"sweep interrupted: {len(pending)} trials unfinished; rerun the same command to resume", flush=True)
+    result = report.outcome(sweep.name)
+    outcome.write(result, folder.outcome)
+    if result.unfinished:
+        print(f"sweep interrupted: {result.unfinished} trials unfinished; rerun the same command to resume", flush=True)
     # Linux reports ru_maxrss in KiB. A driver that grows with the trial count would show here.
     print(f"driver peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", flush=True)
-    print(f"report: {report.uri}", flush=True)
-    print(f"best_checkpoint: {report.best_checkpoint or 'none'}", flush=True)
-    return EXIT_INTERRUPTED if pending else 0
+    for line in result.lines():
+        print(line, flush=True)
+    return EXIT_INTERRUPTED if result.unfinished else 0
 
 
 # What Tune copies from the driver's environment into every trial actor's runtime_env.

@@ -5,7 +5,8 @@
 
 Runs as a Ray job (`make train`, or `ray job submit --working-dir . -- python -m jobs.train ...`).
 Rerunning an experiment whose name already has a checkpoint in storage resumes
-from it. Output: one progress line per iteration; the last line is
+from it. Output: one progress line per iteration, then a summary; the result is
+`<run>/outcome.json` (jobs/common/reports/outcome.py), whose last line is
 `checkpoint: <uri>`.
 """
 
@@ -21,21 +22,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.common.cluster import capacity
-from jobs.common.cluster.capacity import GroupCapacity, check_fits
+from jobs.common.cluster.capacity import GroupCapacity
+from jobs.common.cluster.fits import check_placement
+from jobs.common.cluster.plans import learner_plan
 from jobs.common.errors import UserError, exits_cleanly
-from jobs.common.reports import plots
+from jobs.common.reports import outcome, plots
 from jobs.common.reports import training as report
 from jobs.common.reports.metrics import RayMetrics
+from jobs.common.reports.outcome import TrainOutcome
 from jobs.common.reports.provenance import DriverLog, keep, run_record
 from jobs.common.reports.tables import key_values
 from jobs.common.reports.tensorboard import TensorBoardLog
-from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config, rejected, resolved_settings
 from jobs.common.rllib.trainer import runs_in_one_actor
 from jobs.common.run import lease, loop, recovery
 from jobs.common.run.preemption import StopRequest
 from jobs.common.run.state import RunState, read_pointer
-from jobs.common.schema.experiment import Experiment, LoadedExperiment, load_experiment, parse_experiment
+from jobs.common.schema.experiment import (
+    Experiment,
+    LoadedExperiment,
+    add_overrides_argument,
+    load_experiment,
+    parse_experiment,
+)
 from jobs.common.storage import checkpoints, layout
 from jobs.common.storage import objects as storage
 
@@ -49,14 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="run experiment NAME again from its run.json in storage (same settings and seed), as NAME-rerun",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the experiment, e.g. --set training.lr=0.001 (repeatable)",
-    )
+    add_overrides_argument(parser, "training.lr=0.001")
     parser.add_argument("--name", help="experiment name (its folder in storage, and the resume key)")
     parser.add_argument("--storage", help="s3://bucket/prefix or a local directory (default: $RL_STORAGE_URI)")
     parser.add_argument("--num-workers", type=int, help="env runners (env_runners.num_env_runners)")
@@ -82,16 +84,6 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     }
     overrides += [f"{key}={json.dumps(value)}" for key, value in shortcuts.items() if value is not None]
     return overrides
-
-
-def check_placement(experiment: Experiment, groups: dict[str, GroupCapacity] | None) -> None:
-    """The plan checked against the cluster's capacity."""
-    try:
-        plan = placement_plan(experiment, groups)
-    except ValueError as err:
-        raise UserError(f"experiment '{experiment.name}': {err}") from None
-    if groups is not None:
-        check_fits(plan, groups)
 
 
 def check_ray_config(experiment: Experiment, groups: dict[str, GroupCapacity] | None, use_groups: bool = True):
@@ -196,22 +188,23 @@ def _run(
         print(note, flush=True)
     if latest and loop.already_done(experiment, latest):
         print(f"experiment '{experiment.name}' already met its stop criteria; nothing to train")
-        print(f"checkpoint: {latest.checkpoint}", flush=True)
+        for line in (outcome.read(TrainOutcome, run.outcome) or _outcome_of(experiment, run, latest)).lines():
+            print(line, flush=True)
         return 0
     # From here on the driver's output is kept, and run.json written, however the job ends.
     log = DriverLog().start()
     started = datetime.now(UTC)
-    outcome: dict[str, Any] = {"ended": "failed"}
+    ended: dict[str, Any] = {"ended": "failed"}
     try:
-        status = train(experiment, run, state, groups, outcome, held)
-        outcome["ended"] = outcome.get("stopped") or "succeeded"
+        status = train(experiment, run, state, groups, ended, held)
+        ended["ended"] = ended.get("stopped") or "succeeded"
         return status
     except KeyboardInterrupt:
-        outcome["ended"] = "interrupted"
+        ended["ended"] = "interrupted"
         raise
     finally:
-        outcome.update(iteration=state.iteration, env_steps=state.env_steps, checkpoint=state.checkpoint)
-        record = run_record(experiment.model_dump(by_alias=True, mode="json"), outcome, started)
+        ended.update(iteration=state.iteration, env_steps=state.env_steps, checkpoint=state.checkpoint)
+        record = run_record(experiment.model_dump(by_alias=True, mode="json"), ended, started)
         try:
             keep(run, log, record)
         except UserError as err:  # storage is gone: say so, do not hide the run's own outcome
@@ -272,6 +265,15 @@ def recover(
             continue
         print(f"recovered from {cause}: resumed from {source} at iteration {state.iteration}", flush=True)
         return algo
+
+
+def _outcome_of(experiment: Experiment, run: layout.RunFolder, state: RunState) -> TrainOutcome:
+    """The record of a run that ended before outcome.json was written (an older run)."""
+    return TrainOutcome(
+        experiment=experiment.name, job_id=state.job_id, checkpoint=state.checkpoint, iterations=state.iteration,
+        env_steps=state.env_steps, episode_return_mean=state.episode_return_mean, train_time_s=state.time_s,
+        stopped=state.stop_reason or "", checkpointed_at=state.iteration, learning_curve=run.learning_curve,
+    )  # fmt: skip
 
 
 class LeaseGuard(loop.Observer):
@@ -382,7 +384,7 @@ def train(
     run: layout.RunFolder,
     state: RunState,
     groups: dict[str, GroupCapacity] | None,
-    outcome: dict[str, Any],
+    ended: dict[str, Any],
     held: lease.HeldLease,
 ) -> int:
     import ray
@@ -425,9 +427,9 @@ def train(
                     raise
                 algo = recover(experiment, run, state, groups, use_groups, algo, err, cause, recoveries)
                 progress.rewind(state)
-        outcome["stopped"] = reason
+        ended["stopped"] = reason
         if recoveries.count:
-            outcome["recovered"] = recoveries.count
+            ended["recovered"] = recoveries.count
     finally:
         tensorboard.close()
         timings["train_s"] = time.monotonic() - started
@@ -445,27 +447,40 @@ def train(
         ),
     )
     timings["report_s"] = time.monotonic() - started
+    result = TrainOutcome(
+        experiment=experiment.name,
+        job_id=state.job_id,
+        checkpoint=state.checkpoint,
+        iterations=state.iteration,
+        env_steps=state.env_steps,
+        episode_return_mean=state.episode_return_mean,
+        train_time_s=round(state.time_s, 3),
+        stopped=str(reason),
+        checkpointed_at=progress.saved_at,
+        learning_curve=run.learning_curve,
+        timings={name: round(seconds, 3) for name, seconds in timings.items()},
+        recovered=recoveries.count,
+    )
+    outcome.write(result, run.outcome)
     print("summary:")
     print(
         key_values(
             [
-                ("iterations", str(state.iteration)),
-                ("env_steps", f"{state.env_steps:,}"),
-                ("return", "n/a" if state.episode_return_mean is None else f"{state.episode_return_mean:.1f}"),
-                ("train_time", f"{state.time_s:.1f}s"),
-                ("stopped", str(reason)),
-                ("checkpointed", f"iteration {progress.saved_at}"),
-                ("learning_curve", run.learning_curve),
-                # Where a job's wall time goes (bench/latency.py reads this line).
-                ("job_time", ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items())),
+                ("iterations", str(result.iterations)),
+                ("env_steps", f"{result.env_steps:,}"),
+                ("return", "n/a" if result.episode_return_mean is None else f"{result.episode_return_mean:.1f}"),
+                ("train_time", f"{result.train_time_s:.1f}s"),
+                ("stopped", result.stopped),
+                ("checkpointed", f"iteration {result.checkpointed_at}"),
+                ("learning_curve", result.learning_curve),
+                ("job_time", result.job_time()),
+                ("outcome", run.outcome),
             ]
         ),
         flush=True,
     )
-    if state.checkpoint is None:
-        print("checkpoint: none (checkpoint.at_end is off and no interval was reached)", flush=True)
-        return 0
-    print(f"checkpoint: {state.checkpoint}", flush=True)
+    for line in result.lines():
+        print(line, flush=True)
     return 0
 
 

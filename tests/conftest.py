@@ -1,26 +1,50 @@
+import ast
+import functools
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from controlplane.state import REPO_ROOT
+
 CARTPOLE = REPO_ROOT / "jobs" / "experiments" / "ppo-cartpole.yaml"
 
-# `make test` runs two pytest-xdist workers, and each group below runs in one worker, in the order
-# tests/e2e/conftest.py gives it. "local-cluster": the unit tests, then the tests on that worker's
-# session cluster, the secret scan after them. "containers-then-faults": the container tests (their
+# `make test` runs two pytest-xdist workers. Each module says which one it belongs to with xdist's
+# own marker in its `pytestmark`, `pytest.mark.xdist_group(...)`, and runs whole in that worker, in the
+# order tests/e2e/conftest.py gives it. LOCAL_CLUSTER: the unit tests (no marker needed), then the
+# tests on that worker's session cluster, the secret scan after them. SECOND: the container tests (their
 # own dockerd and cluster), then the fault tests on a local cluster of their own (they kill its nodes
 # and head), their own secret scan, and last the independent cluster-down check. The two weigh about
 # the same, and Ray and Docker spend much of a test waiting (node start-up, health checks, an S3
 # outage), so they overlap well on two cores. The unit tests never run beside the session cluster's
-# tests: some start, signal and kill processes of their own.
+# tests: some start, signal and kill processes of their own. A module with no marker is spread over
+# both, test by test.
+LOCAL_CLUSTER = "local-cluster"
 SECOND = "containers-then-faults"
-CLUSTER_GROUPS = {
-    **{f"tests/e2e/{module}.py": "local-cluster"
-       for module in ("test_gpu_scaling", "test_healing", "test_load", "test_local_spine", "test_preemption",
-                      "test_security", "test_sweeps")},
-    **{f"tests/e2e/{module}.py": SECOND for module in ("test_faults", "test_teardown")},
-}  # fmt: skip
-GROUPS = {**CLUSTER_GROUPS, "tests/e2e/test_containers.py": SECOND}
+
+
+@functools.cache
+def module_group(module: str) -> str | None:
+    """The xdist_group named in a test module's `pytestmark` (read from its source: xdist's scheduler,
+    which runs in the controller, sees node ids, not collected items)."""
+    if module.startswith("tests/unit/"):
+        return LOCAL_CLUSTER
+    path = REPO_ROOT / module
+    if not path.is_file():
+        return None
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+            for call in ast.walk(node.value):
+                if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "xdist_group":
+                    return ast.literal_eval(_group_argument(call))
+    return None
+
+
+def _group_argument(call: ast.Call) -> ast.expr:
+    argument = call.args[0] if call.args else next(k.value for k in call.keywords if k.arg == "name")
+    # The names above, or a literal.
+    if isinstance(argument, ast.Name):
+        return ast.Constant({"LOCAL_CLUSTER": LOCAL_CLUSTER, "SECOND": SECOND}[argument.id])
+    return argument
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -30,7 +54,7 @@ def pytest_xdist_make_scheduler(config, log):
     class ByGroup(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
-            return GROUPS.get(module) or ("local-cluster" if module.startswith("tests/unit/") else nodeid)
+            return module_group(module) or nodeid
 
     return ByGroup(config, log)
 

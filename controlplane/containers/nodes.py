@@ -39,6 +39,7 @@ from controlplane.containers.images import DEFAULT_REGISTRY, ImageNames
 from controlplane.local import raynodes
 from controlplane.state import StateDir, write_private
 from jobs.common.cluster.placement import HEAD_GROUP
+from jobs.common.cluster.ports import DASHBOARD_PORT, GCS_PORT
 
 CLUSTER_LABEL = "org.ray-rl.cluster"
 ROLE_LABEL = "org.ray-rl.role"
@@ -46,8 +47,6 @@ STATE_LABEL = "org.ray-rl.state-dir"
 # Ray's node tags (ray.autoscaler.tags), one label each: `org.ray-rl.tag.ray-node-type=worker`.
 TAG_LABEL_PREFIX = "org.ray-rl.tag."
 # Inside the containers: each has its own network namespace, so fixed ports.
-GCS_PORT = 6379
-DASHBOARD_PORT = 8265
 CLIENT_SERVER_PORT = 10001
 S3_PORT = 8333
 TOKEN_IN_CONTAINER = "/run/secrets/ray/auth_token"

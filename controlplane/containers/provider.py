@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane import processes
-from controlplane.clusterspec import LOCAL_OVERLAY, ClusterSpec
+from controlplane.clusterspec import ClusterSpec
 from controlplane.containers import daemon, hostnet, images
 from controlplane.containers.daemon import Engine
 from controlplane.containers.nodes import (
@@ -58,16 +58,15 @@ from controlplane.errors import ClusterError
 from controlplane.lifecycle import ProvisionedCluster, say
 from controlplane.local import s3server
 from controlplane.local.groups import detect_gpus
-from controlplane.local.provider import S3_REGION, STORAGE_PREFIX, show_ray_status
+from controlplane.local.provider import show_ray_status
+from controlplane.local.s3server import S3_REGION, STORAGE_PREFIX
 from controlplane.ports import free_port
-from controlplane.provider import ClientSettings
 from controlplane.raystatus import list_nodes, wait_for_jobs_api
 from controlplane.state import REPO_ROOT, StateDir, write_private
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
 from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
-DEFAULT_BUCKET = "rl-checkpoints"
 NODE_TIMEOUT_S = 180.0
 WORKER_RETRY_S = 75.0
 
@@ -76,8 +75,6 @@ AUTOSCALER = "autoscaler"
 IMAGE_UID, IMAGE_GID = 1000, 100  # the image's user `ray` (docker/Dockerfile)
 # Set to 1 to have `down` delete the S3 data too (`make cluster-down PROVIDER=docker DELETE_S3_DATA=1`).
 DELETE_DATA_VAR = "DELETE_S3_DATA"
-# Variables of the caller's environment that must not reach the autoscaler process.
-_SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
 def s3_container_command(bucket: str) -> list[str]:
@@ -101,20 +98,12 @@ def initial_workers(spec: ClusterSpec) -> dict[str, int]:
 class DockerProvider(ProvisionedCluster):
     name = "docker"
 
-    def __init__(
-        self,
-        state_dir: StateDir,
-        dashboard_port: int = 8265,
-        bucket: str = DEFAULT_BUCKET,
-        overlay: str = LOCAL_OVERLAY,
-    ):
-        super().__init__(state_dir, dashboard_port)
-        self.bucket = bucket
-        self.overlay = overlay
+    def __init__(self, state_dir: StateDir, **settings: Any):
+        """`settings`: ProvisionedCluster's (dashboard_port, bucket, overlay)."""
+        super().__init__(state_dir, **settings)
         self.names = images.ImageNames.from_env()
         self._engine: Engine | None = None
         self._started_daemon: int | None = None
-        self._spec: ClusterSpec | None = None
 
     @property
     def secrets_dir(self) -> Path:
@@ -143,18 +132,8 @@ class DockerProvider(ProvisionedCluster):
             raise ClusterError(f"the Docker Engine of this cluster ({engine.host}) does not answer")
         return daemon.connect(start=start)
 
-    @property
-    def spec(self) -> ClusterSpec:
-        """The running cluster's shape as recorded, else the overlay's for this engine."""
-        if self._spec is None:
-            self._spec = self.recorded_spec() if self.spec_file.exists() else self._spec_from_overlay()
-        return self._spec
-
-    def _spec_from_overlay(self) -> ClusterSpec:
-        spec, notes = for_engine(ClusterSpec.from_overlay(self.overlay), self.engine)
-        for note in notes:
-            say(note)
-        return spec
+    def fit_to_host(self, spec: ClusterSpec) -> tuple[ClusterSpec, list[str]]:
+        return for_engine(spec, self.engine)
 
     def cluster(self, state: dict[str, Any]) -> ContainerCluster:
         return ContainerCluster(self.state_dir, state, self.spec, self.engine)
@@ -168,9 +147,7 @@ class DockerProvider(ProvisionedCluster):
             raise ClusterError(problem)
 
     def new_state(self) -> dict[str, Any]:
-        self._spec = self._spec_from_overlay()
-        self.spec.save(self.spec_file)
-        say(self.spec.describe() + "\n(PROVIDER=docker: worker groups scaled by Ray's autoscaler v2)")
+        self.record_fresh_spec("worker groups scaled by Ray's autoscaler v2")
         cluster_id = uuid.uuid4().hex
         s3_port, gcs_port = free_port(), free_port()
         state = {
@@ -243,7 +220,7 @@ class DockerProvider(ProvisionedCluster):
             "AWS_REGION": S3_REGION,
             "RL_BUCKET": state["bucket"],
             "RL_STORAGE_URI": state["storage_uri"],
-            capacity.CAPACITY_ENV_VAR: capacity.to_env(self.spec.capacity()),
+            capacity.CAPACITY_ENV_VAR: capacity.to_env(self.worker_capacity()),
         }
         write_node_env_files(self.cluster(state), node_env)
         write_private(self.secrets_dir / "s3.env", "".join(f"{k}={v}\n" for k, v in keys.items()))
@@ -287,18 +264,13 @@ class DockerProvider(ProvisionedCluster):
 
     def _start_autoscaler(self, state: dict[str, Any]) -> None:
         """Ray's autoscaler for this cluster, on the host, in its own session (stopped by PID)."""
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_")}
+        env = self.host_process_env(state)
         env.update(
             {
-                processes.MARKER_VAR: state["cluster_id"],
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
                 "RAY_enable_autoscaler_v2": "1",
-                "RAY_USAGE_STATS_ENABLED": "0",
                 # Seconds between the autoscaler's rounds (Ray's default is 5): demand is seen within a second.
                 "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                 "DOCKER_HOST": self.engine.host,
-                "PYTHONUNBUFFERED": "1",
             }
         )
         cmd = [sys.executable, "-m", "controlplane.containers.autoscaler", "--state-dir", str(self.state_dir.root)]
@@ -399,27 +371,8 @@ class DockerProvider(ProvisionedCluster):
 
     # ------------------------------------------------------------------ env
 
-    def write_client_settings(self, state: dict[str, Any]) -> None:
-        settings = ClientSettings(
-            ray_address=state["dashboard_url"],
-            auth_token_path=self.state_dir.ensure_auth_token(),
-            storage_uri=state["storage_uri"],
-            aws_region=S3_REGION,
-            worker_groups=self.spec.capacity(),
-            bucket=state["bucket"],
-            s3_endpoint=state["s3_endpoint"],
-            s3_keys=self.state_dir.s3_credentials(),
-            state_dir=self.state_dir.root,
-        )
-        header = (
-            f"Client settings for the containerised Ray cluster (PROVIDER=docker, `make cluster-up`, "
-            f"{state['started_at']}).\n"
-            "Use: source .cluster/env   then plain `ray job submit`, `ray job list`, boto3 or the AWS CLI work.\n"
-            f"Its containers run on the Docker Engine at DOCKER_HOST={state['docker_host']}.\n"
-            "The Ray token itself is not in this file: Ray reads it from RAY_AUTH_TOKEN_PATH.\n"
-            "Holds the S3 server's keys: keep it private (mode 0600, git-ignored)."
-        )
-        self.state_dir.write_client_settings(settings, header)
+    def where_it_runs(self, state: dict[str, Any]) -> list[str]:
+        return [f"Its containers run on the Docker Engine at DOCKER_HOST={state['docker_host']}."]
 
     # ------------------------------------------------------------------ down
 

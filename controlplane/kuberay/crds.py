@@ -1,8 +1,9 @@
 """KubeRay CRD schemas, and validating custom resources against them offline.
 
-The CRDs come from $KUBERAY_CRDS_DIR (default: ../shared/kuberay/crds beside
-the repository); where that folder is absent they are fetched once from the
-pinned KubeRay release into .cache/. The API server prunes fields a CRD does
+The KubeRay release is pinned once, in k8s/operator/helm.yaml (the chart the
+kuberay provider installs). The CRDs come from $KUBERAY_CRDS_DIR (default:
+../shared/kuberay/crds beside the repository); where that folder is absent
+they are fetched once from that release into .cache/. The API server prunes fields a CRD does
 not declare, silently: here an undeclared field is an error.
 """
 
@@ -18,7 +19,10 @@ import yaml
 
 from controlplane.state import REPO_ROOT
 
-KUBERAY_VERSION = "1.7.0"
+OPERATOR_PIN = REPO_ROOT / "k8s" / "operator" / "helm.yaml"
+# The operator's Helm chart: repo, chart, version, release, namespace.
+OPERATOR = yaml.safe_load(OPERATOR_PIN.read_text())
+KUBERAY_VERSION = str(OPERATOR["version"])
 CRDS_ENV_VAR = "KUBERAY_CRDS_DIR"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 RELEASE_URL = "https://raw.githubusercontent.com/ray-project/kuberay/v{version}/ray-operator/config/crd/bases/{file}"

@@ -52,7 +52,11 @@ from typing import Any
 
 import yaml
 
-# pkg/features/features.go at v1.7.0: the gates' defaults (the Helm install sets none).
+# The KubeRay release these rules were ported from. A unit test holds it to the pinned operator
+# (k8s/operator/helm.yaml): bumping the pin means reading the new release's rules first.
+PORTED_FROM_VERSION = "1.7.0"
+
+# pkg/features/features.go at that release: the gates' defaults (the Helm install sets none).
 FEATURE_GATES: dict[str, bool] = {
     "RayClusterStatusConditions": True,
     "RayJobDeletionPolicy": True,

@@ -27,20 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from controlplane import processes
 from controlplane.clusterspec import ClusterSpec, resolve_overlay
 from controlplane.errors import ClusterError
 from controlplane.kuberay import manifests
+from controlplane.kuberay.crds import OPERATOR
 from controlplane.ports import free_port, wait_for_port
 from controlplane.provider import ClientSettings
 from controlplane.state import REPO_ROOT, StateDir, write_private
+from jobs.common.cluster.ports import DASHBOARD_PORT
 
 NAMESPACE = "ray-rl"
 CLUSTER = "ray-rl"
 S3_SECRET = "ray-rl-s3-credentials"
-OPERATOR = yaml.safe_load((REPO_ROOT / "k8s" / "operator" / "helm.yaml").read_text())
 
 
 @dataclass
@@ -146,7 +145,7 @@ class KubeRayProvider:
         self,
         state_dir: StateDir,
         overlay: str = "dev",
-        dashboard_port: int = 8265,
+        dashboard_port: int = DASHBOARD_PORT,
         dry_run: bool = False,
         api: KubeApi | None = None,
         run: Callable[[list[str]], None] = run_command,
@@ -203,7 +202,7 @@ class KubeRayProvider:
                           manifest=self.rendered()))  # fmt: skip
         steps.append(Step(f"wait for RayCluster {NAMESPACE}/{CLUSTER} to be ready (timeout {self.timeout_s:.0f}s)",
                           action=self.wait_ready))  # fmt: skip
-        forwards = f"127.0.0.1:{self.dashboard_port} -> svc/{CLUSTER}-head-svc:8265"
+        forwards = f"127.0.0.1:{self.dashboard_port} -> svc/{CLUSTER}-head-svc:{DASHBOARD_PORT}"
         if self.in_cluster_s3:
             forwards += ", 127.0.0.1:<free port> -> svc/seaweedfs:8333"
         steps.append(Step(f"kubectl port-forward {forwards}; fetch the Ray token from Secret {NAMESPACE}/{CLUSTER}; "
@@ -266,7 +265,7 @@ class KubeRayProvider:
         state: dict[str, Any] = {"provider": self.name, "overlay": self.overlay, "pids": {},
                                  "cluster_id": f"kuberay-{NAMESPACE}-{CLUSTER}"}  # fmt: skip
         env = dict(os.environ)
-        forwards = {"dashboard": (f"svc/{CLUSTER}-head-svc", self.dashboard_port, 8265)}
+        forwards = {"dashboard": (f"svc/{CLUSTER}-head-svc", self.dashboard_port, DASHBOARD_PORT)}
         s3_port = free_port()
         if self.in_cluster_s3:
             forwards["s3"] = ("svc/seaweedfs", s3_port, 8333)

@@ -24,66 +24,35 @@ from typing import Any
 import yaml
 
 from controlplane import processes
-from controlplane.clusterspec import LOCAL_OVERLAY, ClusterSpec, GroupSpec
+from controlplane.clusterspec import ClusterSpec, GroupSpec
 from controlplane.errors import ClusterError
-from controlplane.lifecycle import ProvisionedCluster
+from controlplane.lifecycle import ProvisionedCluster, say
 from controlplane.local import raynodes, s3server
 from controlplane.local.groups import fixed_nodes, for_this_machine
+from controlplane.local.s3server import S3_REGION, STORAGE_PREFIX
 from controlplane.ports import free_ports, wait_for_port
-from controlplane.provider import ClientSettings
 from controlplane.raystatus import Demand, groups_table, list_nodes, nodes_table, pending_demand, wait_for_jobs_api
-from controlplane.state import StateDir, write_private
+from controlplane.state import write_private
 from jobs.common.cluster import capacity
 from jobs.common.cluster.placement import HEAD_GROUP
 from jobs.common.run.preemption import PREEMPTION_GRACE_S
 
-DEFAULT_BUCKET = "rl-checkpoints"
-STORAGE_PREFIX = "experiments"
-S3_REGION = "us-east-1"
 NODE_TIMEOUT_S = 150.0
 WORKER_RETRY_S = 60.0
 
+
 # Variables of the caller's environment that must not leak into the servers:
 # a sourced env file of another cluster would point them elsewhere.
-_SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "AWS_PROFILE", "AWS_SESSION_TOKEN")
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 class LocalProvider(ProvisionedCluster):
     name = "local"
     # A node that dies while starting on a busy machine: one fresh start (new ports, new temp dirs)
     # usually goes through.
     start_attempts = 2
 
-    def __init__(
-        self,
-        state_dir: StateDir,
-        dashboard_port: int = 8265,
-        bucket: str = DEFAULT_BUCKET,
-        overlay: str = LOCAL_OVERLAY,
-    ):
-        super().__init__(state_dir, dashboard_port)
-        self.bucket = bucket
-        self.overlay = overlay
-        self._spec: ClusterSpec | None = None
-
     # ------------------------------------------------------------------ the shape
 
-    @property
-    def spec(self) -> ClusterSpec:
-        """The running cluster's shape as recorded, else the overlay's for this machine."""
-        if self._spec is None:
-            self._spec = self.recorded_spec() if self.spec_file.exists() else self._spec_from_overlay()
-        return self._spec
-
-    def _spec_from_overlay(self) -> ClusterSpec:
-        spec, notes = for_this_machine(ClusterSpec.from_overlay(self.overlay))
-        for note in notes:
-            _say(note)
-        return spec
+    def fit_to_host(self, spec: ClusterSpec) -> tuple[ClusterSpec, list[str]]:
+        return for_this_machine(spec)
 
     @property
     def groups(self) -> list[GroupSpec]:
@@ -94,9 +63,7 @@ class LocalProvider(ProvisionedCluster):
     # ------------------------------------------------------------------ fresh state
 
     def new_state(self) -> dict[str, Any]:
-        self._spec = self._spec_from_overlay()
-        self.spec.save(self.spec_file)
-        _say(self.spec.describe() + "\n(PROVIDER=local: one node per group, fixed)")
+        self.record_fresh_spec("one node per group, fixed")
         gcs_port, client_port = free_ports(2)
         temp_dir = Path(tempfile.mkdtemp(prefix="rl-ray-"))
         link = self.state_dir.ray_link
@@ -131,13 +98,9 @@ class LocalProvider(ProvisionedCluster):
         through a job's runtime_env.
         """
         credentials = self.state_dir.s3_credentials()
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_")}
+        env = self.host_process_env(state)
         env.update(
             {
-                processes.MARKER_VAR: state["cluster_id"],
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(self.state_dir.ensure_auth_token()),
-                "RAY_USAGE_STATS_ENABLED": "0",
                 "AWS_ENDPOINT_URL": state["s3_endpoint"],
                 "AWS_ACCESS_KEY_ID": credentials["access_key_id"],
                 "AWS_SECRET_ACCESS_KEY": credentials["secret_access_key"],
@@ -145,8 +108,7 @@ class LocalProvider(ProvisionedCluster):
                 "RL_BUCKET": state["bucket"],
                 "RL_STORAGE_URI": state["storage_uri"],
                 # What each worker group can ever offer: jobs check their plan against it.
-                capacity.CAPACITY_ENV_VAR: capacity.to_env(self.spec.capacity(fixed_nodes(self.spec))),
-                "PYTHONUNBUFFERED": "1",
+                capacity.CAPACITY_ENV_VAR: capacity.to_env(self.worker_capacity()),
                 # `ray job stop` waits this long after SIGTERM before SIGKILL (Ray's default: 3 s):
                 # time for a training job to finish its iteration and checkpoint it (jobs/common/run/preemption.py).
                 "RAY_JOB_STOP_WAIT_TIME_S": str(PREEMPTION_GRACE_S),
@@ -186,12 +148,12 @@ class LocalProvider(ProvisionedCluster):
     def start(self, state: dict[str, Any]) -> None:
         env = self.server_env(state)
         head, *workers = self.groups
-        _say(f"starting S3 server (SeaweedFS) and Ray head on 127.0.0.1 (dashboard :{state['dashboard_port']})")
+        say(f"starting S3 server (SeaweedFS) and Ray head on 127.0.0.1 (dashboard :{state['dashboard_port']})")
         self._start_s3(state, env)
         self._start_node(state, head, env)
         if not wait_for_port(state["gcs_port"], NODE_TIMEOUT_S):
             raise ClusterError(self._died_message(HEAD_GROUP, "the GCS port never opened"))
-        _say("starting worker nodes: " + ", ".join(g.name for g in workers))
+        say("starting worker nodes: " + ", ".join(g.name for g in workers))
         for group in workers:
             self._start_node(state, group, env)
 
@@ -238,7 +200,7 @@ class LocalProvider(ProvisionedCluster):
                     if died:
                         raise ClusterError(self._died_message(name, "it exited during start-up"))
                     continue
-                _say(f"{name}: {'exited' if died else 'not registered yet'}; starting it again")
+                say(f"{name}: {'exited' if died else 'not registered yet'}; starting it again")
                 processes.stop_groups([state["pids"][name]], grace_s=2.0)
                 retried.add(name)
                 self._start_node(state, groups[name], env)
@@ -275,25 +237,11 @@ class LocalProvider(ProvisionedCluster):
 
     # ------------------------------------------------------------------ env
 
+    def worker_capacity(self) -> dict[str, dict[str, float]]:
+        return self.spec.capacity(fixed_nodes(self.spec))
+
     def write_client_settings(self, state: dict[str, Any]) -> None:
-        settings = ClientSettings(
-            ray_address=state["dashboard_url"],
-            auth_token_path=self.state_dir.ensure_auth_token(),
-            storage_uri=state["storage_uri"],
-            aws_region=S3_REGION,
-            worker_groups=self.spec.capacity(fixed_nodes(self.spec)),
-            bucket=state["bucket"],
-            s3_endpoint=state["s3_endpoint"],
-            s3_keys=self.state_dir.s3_credentials(),
-            state_dir=self.state_dir.root,
-        )
-        header = (
-            f"Client settings for the local Ray cluster (written by `make cluster-up`, {state['started_at']}).\n"
-            "Use: source .cluster/env   then plain `ray job submit`, `ray job list`, boto3 or the AWS CLI work.\n"
-            "The Ray token itself is not in this file: Ray reads it from RAY_AUTH_TOKEN_PATH.\n"
-            "Holds the local S3 server's keys: keep it private (mode 0600, git-ignored)."
-        )
-        self.state_dir.write_client_settings(settings, header)
+        super().write_client_settings(state)
         self._write_prometheus_config(state)
 
     def _write_prometheus_config(self, state: dict[str, Any]) -> None:
@@ -354,9 +302,9 @@ class LocalProvider(ProvisionedCluster):
 
     def show_status(self, state: dict[str, Any]) -> int:
         health = self.health(state)
-        _say(f"provider: local   started: {state['started_at']}   groups from: {self.spec.source}")
-        _say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
-        _say(
+        say(f"provider: local   started: {state['started_at']}   groups from: {self.spec.source}")
+        say(f"Jobs API / dashboard: {state['dashboard_url']} (token auth on)")
+        say(
             f"S3: {state['s3_endpoint']}  bucket: {state['bucket']}  storage: {state['storage_uri']}  "
             f"server: {'running' if health['s3'] else 'DOWN'}"
         )
@@ -382,17 +330,17 @@ def show_ray_status(
     try:
         nodes = list_nodes(dashboard_url)
     except Exception as err:  # noqa: BLE001 - shown to the user as is
-        _say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
+        say(f"Ray nodes: cannot list ({err.__class__.__name__}: {err})")
         return 1
     try:
         demand: Demand | None = pending_demand(gcs_address)
         waiting = demand.describe()
     except Exception as err:  # noqa: BLE001 - the GCS may be restarting: the rest is still worth showing
         demand, waiting = None, f"unknown ({err.__class__.__name__})"
-    _say(groups_table(spec, nodes, limits, demand))
-    _say(f"pending demand: {waiting}")
-    _say(nodes_table(nodes))
+    say(groups_table(spec, nodes, limits, demand))
+    say(f"pending demand: {waiting}")
+    say(nodes_table(nodes))
     if down:
-        _say(f"DOWN: {', '.join(down)} (run `{repair}` to repair)")
+        say(f"DOWN: {', '.join(down)} (run `{repair}` to repair)")
         return 1
     return 0

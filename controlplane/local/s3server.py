@@ -12,9 +12,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
 
 from controlplane.ports import free_ports
 from controlplane.processes import venv_executable
+from controlplane.state import REPO_ROOT
+
+# The bucket, the storage prefix and the region every cluster's jobs use, as the manifests' ConfigMap
+# (k8s/base/s3-config.yaml) sets them for KubeRay: the local and docker providers serve the same.
+S3_CONFIG = yaml.safe_load((REPO_ROOT / "k8s" / "base" / "s3-config.yaml").read_text())["data"]
+DEFAULT_BUCKET = S3_CONFIG["RL_BUCKET"]
+STORAGE_PREFIX = urlparse(S3_CONFIG["RL_STORAGE_URI"]).path.strip("/")
+S3_REGION = S3_CONFIG["AWS_REGION"]
 
 # weed mini's port flags: every one is set, so nothing listens on a default port.
 PORT_FLAGS = (

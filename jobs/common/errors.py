@@ -33,7 +33,8 @@ class StorageError(UserError):
 
 
 def exits_cleanly(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Turn UserError into `error: <message>` on stderr and its exit status (2, or 3 for storage)."""
+    """Turn UserError into `error: <message>` on stderr and its exit status (2, or 3 for storage): what the
+    check before submission reports (jobs/checks.py)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:

@@ -4,6 +4,7 @@ state folder on free ports, and stopped by PID afterwards, also on failure."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,10 +15,19 @@ from pathlib import Path
 import pytest
 
 from controlplane import processes
+from controlplane.polling import wait_for
 from controlplane.ports import free_port
 from controlplane.state import StateDir
-from tests.conftest import CLUSTER_GROUPS, REPO_ROOT
+from jobs.common.reports.outcome import EvaluationOutcome, SweepOutcome, TrainOutcome
+from jobs.common.storage import layout
+from tests.conftest import REPO_ROOT, module_group
 from tests.e2e import procfs
+
+# What `source .cluster/env` gives a user of the local or docker cluster, each set (the Ray token by its path only).
+CLIENT_ENV = {
+    "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RL_BUCKET", "RL_STORAGE_URI", "RL_WORKER_GROUPS", "CLUSTER_STATE_DIR",
+}  # fmt: skip
 
 
 @dataclass
@@ -60,6 +70,65 @@ class Cluster:
         pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
+    def read(self, uri: str) -> bytes | None:
+        """An object of the cluster's bucket by its s3:// URI (None where there is none)."""
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        try:
+            return self.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.s3().exceptions.NoSuchKey:
+            return None
+
+    def prefix(self, name: str) -> str:
+        """The key prefix of an experiment's or sweep's folder in the bucket, ending in '/'."""
+        return self.client_env()["RL_STORAGE_URI"].split("/", 3)[3] + f"/{name}/"
+
+    def object(self, key: str) -> bytes:
+        """An object of the cluster's bucket by its key (it must be there)."""
+        return self.s3().get_object(Bucket=self.client_env()["RL_BUCKET"], Key=key)["Body"].read()
+
+    def wait_for_job(self, job_id: str, timeout: float = 900) -> str:
+        """The job's final status (SUCCEEDED, FAILED or STOPPED), once it has one."""
+        client = self.jobs()
+
+        def ended() -> str | None:
+            status = str(client.get_job_status(job_id))
+            return status if status in ("SUCCEEDED", "FAILED", "STOPPED") else None
+
+        return wait_for(f"job {job_id} to end", ended, timeout_s=timeout, every_s=1)
+
+    def wait_for_checkpoint(self, name: str, iteration: int, job_id: str | None = None, timeout: float = 600) -> dict:
+        """latest.json of run `name` once it points at `iteration` or later; with `job_id`, failing at
+        once (with the job's logs) if that job ends first."""
+        key = self.prefix(name) + "latest.json"
+
+        def checkpointed() -> dict | None:
+            if key in self.keys(self.prefix(name)):
+                latest = json.loads(self.object(key))
+                if latest["iteration"] >= iteration:
+                    return latest
+            if job_id:
+                status = str(self.jobs().get_job_status(job_id))
+                assert status in ("PENDING", "RUNNING"), self.jobs().get_job_logs(job_id)[-3000:]
+            return None
+
+        return wait_for(f"run {name}'s checkpoint at iteration {iteration}", checkpointed, timeout_s=timeout)
+
+    def train_outcome(self, name: str) -> TrainOutcome:
+        """The training run's record (jobs/common/reports/outcome.py): what its job left, never a log line."""
+        data = self.read(layout.experiment(self.client_env()["RL_STORAGE_URI"], name).outcome)
+        assert data, f"run {name} left no outcome.json"
+        return TrainOutcome.from_json(data)
+
+    def sweep_outcome(self, name: str) -> SweepOutcome:
+        data = self.read(layout.sweep(self.client_env()["RL_STORAGE_URI"], name).outcome)
+        assert data, f"sweep {name} left no outcome.json"
+        return SweepOutcome.from_json(data)
+
+    def evaluation_outcome(self, checkpoint: str) -> EvaluationOutcome:
+        data = self.read(layout.Checkpoint(checkpoint).evaluation.result)
+        assert data, f"no evaluation of {checkpoint}"
+        return EvaluationOutcome.from_json(data)
+
     def jobs(self):
         env = self.client_env()
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": env["RAY_AUTH_TOKEN_PATH"]})
@@ -99,11 +168,14 @@ def order(nodeid: str) -> int:
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: order(item.nodeid))
-    # The xdist groups (tests/conftest.py) go by module: a module on the session's cluster that is in
-    # no group would have its tests spread over the workers, each starting a cluster of its own.
+    # The xdist groups (tests/conftest.py) go by module: a module on the session's cluster without its
+    # group would have its tests spread over the workers, each starting a cluster of its own.
     using = {item.nodeid.split("::")[0] for item in items if "cluster" in item.fixturenames}
-    if strays := sorted(using - set(CLUSTER_GROUPS)):
-        raise pytest.UsageError(f"add {strays} to CLUSTER_GROUPS in tests/conftest.py: they use the `cluster` fixture")
+    if strays := sorted(module for module in using if module_group(module) is None):
+        raise pytest.UsageError(
+            f"{strays} use the `cluster` fixture: give each `pytest.mark.xdist_group(LOCAL_CLUSTER)` (or SECOND, "
+            "tests/conftest.py) in its pytestmark"
+        )
 
 
 @pytest.fixture(scope="session")

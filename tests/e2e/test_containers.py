@@ -50,11 +50,11 @@ from controlplane.containers.daemon import Engine, OwnDaemon, cache_dir
 from controlplane.containers.nodes import CLUSTER_LABEL, ROLE_LABEL, SCALING_LOG, STATE_LABEL
 from controlplane.ports import free_port
 from controlplane.state import StateDir
-from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import Cluster, job_id_of
-from tests.e2e.joblog import job_lines, ours
+from tests.conftest import REPO_ROOT, SECOND
+from tests.e2e.conftest import CLIENT_ENV, Cluster, job_id_of
+from tests.e2e.joblog import ours
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(1800), pytest.mark.xdist_group(SECOND)]
 
 RUN = uuid.uuid4().hex[:6]
 PPO = "jobs/experiments/ppo-cartpole.yaml"
@@ -340,19 +340,7 @@ def test_cluster_up_runs_the_overlays_raycluster_with_markers_token_and_the_loca
     assert set(alive) == {"head"} and alive["head"][0].split()[2:4] == ["0", "0"]
     env = cluster.state.read_env()
     assert oct(cluster.state.env_file.stat().st_mode & 0o777) == "0o600"
-    assert set(env) == {
-        "RAY_ADDRESS",
-        "RAY_AUTH_MODE",
-        "RAY_AUTH_TOKEN_PATH",
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "RL_BUCKET",
-        "RL_STORAGE_URI",
-        "RL_WORKER_GROUPS",
-        "CLUSTER_STATE_DIR",
-    }
+    assert set(env) == CLIENT_ENV and all(env.values()), env.keys()
     assert env["RAY_ADDRESS"] == f"http://127.0.0.1:{cluster.env['DASHBOARD_PORT']}" and env["RAY_AUTH_MODE"] == "token"
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     runtimes = docker_engine.info().get("Runtimes") or {}
@@ -448,39 +436,6 @@ def host_listening() -> list[tuple[str, int]]:
     return found
 
 
-def prefix_of(cluster: Cluster, name: str) -> str:
-    return cluster.client_env()["RL_STORAGE_URI"].split("/", 3)[3] + f"/{name}/"
-
-
-def read_object(cluster: Cluster, key: str) -> bytes:
-    return cluster.s3().get_object(Bucket=cluster.client_env()["RL_BUCKET"], Key=key)["Body"].read()
-
-
-def wait_for_checkpoint(cluster: Cluster, name: str, iteration: int, job_id: str, timeout: float = 300) -> dict:
-    key = prefix_of(cluster, name) + "latest.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if key in cluster.keys(prefix_of(cluster, name)):
-            latest = json.loads(read_object(cluster, key))
-            if latest["iteration"] >= iteration:
-                return latest
-        status = str(cluster.jobs().get_job_status(job_id))
-        assert status in ("PENDING", "RUNNING"), cluster.jobs().get_job_logs(job_id)[-3000:]
-        time.sleep(0.3)
-    pytest.fail(f"no checkpoint at iteration {iteration} within {timeout:.0f} s")
-
-
-def wait_for_job(cluster: Cluster, job_id: str, timeout: float = 300) -> str:
-    client = cluster.jobs()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = str(client.get_job_status(job_id))
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return status
-        time.sleep(1)
-    pytest.fail(f"job {job_id} still running {timeout:.0f} s after its worker container was killed")
-
-
 def test_ppo_to_450_through_the_jobs_api_with_the_checkpoint_in_s3_then_evaluated_from_its_uri(
     docker_cluster, tmp_path
 ):
@@ -488,18 +443,16 @@ def test_ppo_to_450_through_the_jobs_api_with_the_checkpoint_in_s3_then_evaluate
     started = time.monotonic()
     trained = cluster.train("--name", f"docker-ppo-{RUN}", timeout=900)
     assert trained.returncode == 0, (trained.stdout + trained.stderr)[-4000:]
-    lines = ours(job_lines(trained.stdout))
-    stopped = next(line for line in lines if line.strip().startswith("stopped"))
-    assert float(re.search(r"episode_return_mean ([\d.]+) >= 450", stopped).group(1)) >= 450, stopped
-    assert lines[-1].startswith("checkpoint: s3://"), lines[-5:]
-    checkpoint = lines[-1].removeprefix("checkpoint: ")
+    record = cluster.train_outcome(f"docker-ppo-{RUN}")
+    assert record.episode_return_mean >= 450 and record.stopped.startswith("episode_return_mean"), record
+    checkpoint = record.checkpoint
     objects = cluster.keys(checkpoint.split("/", 3)[3] + "/")
     assert len(objects) >= 10, f"the checkpoint is not in the bucket: {checkpoint}"
     trained_s = time.monotonic() - started
 
     evaluated = cluster.control("evaluate", "--checkpoint", checkpoint, "--output-dir", str(tmp_path), timeout=600)
     assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-4000:]
-    mean = float(re.search(r"^mean_return: ([\d.]+)", evaluated.stdout, re.M).group(1))
+    mean = cluster.evaluation_outcome(checkpoint).mean_return
     assert mean >= 450, evaluated.stdout[-2000:]
     assert list(tmp_path.rglob("episode-0.gif"))
     print(f"PPO to 450: {trained_s:.0f}s; evaluation: {time.monotonic() - started - trained_s:.0f}s (mean {mean})")
@@ -526,19 +479,19 @@ def test_worker_container_killed_mid_training_the_job_heals_itself_on_a_node_the
     submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", *args)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = job_id_of(submitted.stdout)
-    wait_for_checkpoint(cluster, name, iteration=2, job_id=job_id)
+    cluster.wait_for_checkpoint(name, iteration=2, job_id=job_id)
 
     workers = worker_containers(docker_engine, cluster)
     assert workers, "the training job runs on no cpu-workers container"
     before = scaling_lines(cluster)
     docker_engine.docker("kill", *workers)  # the trainer actor: env runner and learner in one
     killed_at = time.monotonic()
-    assert wait_for_job(cluster, job_id, timeout=600) == "SUCCEEDED", cluster.jobs().get_job_logs(job_id)[-4000:]
+    assert cluster.wait_for_job(job_id, timeout=600) == "SUCCEEDED", cluster.jobs().get_job_logs(job_id)[-4000:]
     lines = ours(cluster.jobs().get_job_logs(job_id).splitlines())
     recovered = [line for line in lines if line.startswith("recovered from ")]
     assert len(recovered) == 1, lines[-30:]
     assert re.search(rf"resumed from s3://\S+/{name}/checkpoint_\d+ at iteration \d+$", recovered[0]), recovered
-    assert lines[-1].startswith("checkpoint: s3://"), lines[-5:]
+    assert cluster.train_outcome(name).recovered == 1
     assert scaled_up_since(cluster, before), "the rebuilt actor got no node from the autoscaler"
     # The GCS was told at once that the killed container's node is gone (not after its health checks
     # failed): the rebuilt actor was never placed on it.
@@ -591,10 +544,10 @@ def test_a_node_removed_while_sweep_trials_run_on_it_loses_no_finished_iteration
     for trial_id, checkpoint, iteration in saved:
         # The checkpoint of the iteration each trial was on, through the normal path (its pointer names it).
         assert checkpoint.endswith(f"/trials/{trial_id}/checkpoint_{int(iteration):06d}")
-        pointer = json.loads(read_object(cluster, prefix_of(cluster, name) + f"trials/{trial_id}/latest.json"))
+        pointer = json.loads(cluster.object(cluster.prefix(name) + f"trials/{trial_id}/latest.json"))
         assert (pointer["checkpoint"], pointer["iteration"]) == (checkpoint, int(iteration))
 
-    assert wait_for_job(cluster, job_id, timeout=600) == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
+    assert cluster.wait_for_job(job_id, timeout=600) == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
     logs = client.get_job_logs(job_id)
     for trial_id, checkpoint, iteration in saved:
         assert f"trial {trial_id}: resumed from {checkpoint} at iteration {iteration}" in logs, [

@@ -32,13 +32,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import sweep_summary
 from bench.reporting import NOT_MEASURED, append_row, reported_row
+from jobs.common.reports.outcome import SweepOutcome
+from jobs.common.storage import layout
+from tests.conftest import SECOND
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
-from tests.e2e.test_sweeps import FIFO, checkpoints_of, prefix_of, read_object, sweep, trial_pointers
+from tests.e2e.test_sweeps import FIFO, checkpoints_of, sweep, trial_pointers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.xdist_group(SECOND)]
 
 RUN = uuid.uuid4().hex[:6]
 SEED_SWEEP = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x num_samples
@@ -63,12 +65,12 @@ def fault_row(fault: str):
     return reported_row(REPORT_VAR, fault=fault, outcome="-", recover_s=None, lost=NOT_MEASURED)
 
 
-def sweep_loss(name: str, lines: list[str], total: int, rerun: int) -> str:
-    """What a sweep lost to a fault: finished trials that ran again, trials that never finished."""
-    summary = sweep_summary(lines, name)
-    if summary is None:
-        return f"{rerun} finished trials re-run; no summary line: 0 of {total} trials known to have finished"
-    done = summary.count("finished") + summary.count("stopped early")
+def sweep_loss(cluster, name: str, total: int, rerun: int) -> str:
+    """What a sweep lost to a fault: finished trials that ran again, trials that never finished (by its record)."""
+    data = cluster.read(layout.sweep(cluster.client_env()["RL_STORAGE_URI"], name).outcome)
+    if not data:
+        return f"{rerun} finished trials re-run; no outcome.json: 0 of {total} trials known to have finished"
+    done = SweepOutcome.from_json(data).done()
     return f"{rerun} finished trials re-run; {total - done} of {total} trials unfinished"
 
 
@@ -119,17 +121,6 @@ def wait_for_trials_done(cluster, job_id: str, total: int, at_least: int, timeou
     pytest.fail(f"fewer than {at_least} trials done in {timeout:.0f} s")
 
 
-def wait_for_job(cluster, job_id: str, timeout: float = 900) -> str:
-    client = cluster.jobs()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = str(client.get_job_status(job_id))
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return status
-        time.sleep(2)
-    pytest.fail(f"job {job_id} still running after {timeout:.0f} s")
-
-
 def finished_unchanged(cluster, name: str, before: dict, checkpoints_before: dict) -> int:
     """How many trials that had finished before the fault ran again (must be 0)."""
     after = trial_pointers(cluster, name)
@@ -168,7 +159,7 @@ def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
         assert "repaired: cpu-workers back" in repaired.stdout, repaired.stdout
         row["outcome"] = "cluster-up repaired the node"
 
-        status = wait_for_job(cluster, job_id)
+        status = cluster.wait_for_job(job_id)
         recovered_s = time.monotonic() - killed_at
         logs = cluster.jobs().get_job_logs(job_id)
         lines = ours(logs.splitlines())
@@ -176,7 +167,7 @@ def test_worker_node_dies_mid_sweep_repair_and_trials_retry(cluster):
         row.update(
             outcome=f"cluster-up repaired the node; failed trials retried from their checkpoints; job {status.lower()}",
             recover_s=round(recovered_s, 1),
-            lost=sweep_loss(name, lines, total=TRIALS, rerun=again),
+            lost=sweep_loss(cluster, name, total=TRIALS, rerun=again),
         )
         assert status == "SUCCEEDED", logs[-4000:]
         assert any(line.startswith(f"sweep {name}: {TRIALS} of {TRIALS} trials {TRIALS} finished") for line in lines), (
@@ -213,7 +204,7 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
             outcome=f"cluster-up restarted the cluster; resubmitted sweep exited {resumed.returncode} with "
             f"{len(finished_before)} trials finished before the kill",
             recover_s=round(recovered_s, 1),
-            lost=sweep_loss(name, lines, total=TRIALS, rerun=again),
+            lost=sweep_loss(cluster, name, total=TRIALS, rerun=again),
         )
         assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:] + up.stdout + head_logs(cluster)
         assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
@@ -241,13 +232,13 @@ def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoi
         )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         job_id = job_id_of(submitted.stdout)
-        latest_key = prefix_of(cluster, name) + "latest.json"
-        wait_for_checkpoint(cluster, name, iteration=4)
+        latest_key = cluster.prefix(name) + "latest.json"
+        cluster.wait_for_checkpoint(name, iteration=4)
 
         killed_at = time.monotonic()
         os.kill(raylet_of(cluster, "cpu-workers"), signal.SIGKILL)  # the env runner and the learner
-        status = wait_for_job(cluster, job_id, timeout=600)
-        latest = json.loads(read_object(cluster, latest_key))  # the newest complete checkpoint
+        status = cluster.wait_for_job(job_id, timeout=600)
+        latest = json.loads(cluster.object(latest_key))  # the newest complete checkpoint
         # Iterations the killed run finished after its last checkpoint: what the crash cost.
         reached = max(int(n) for n in re.findall(r"^iter\s+(\d+)", cluster.jobs().get_job_logs(job_id), re.M))
         lost_iterations = reached - latest["iteration"]
@@ -274,7 +265,7 @@ def test_worker_node_dies_mid_training_resubmit_resumes_from_the_latest_checkpoi
         assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
         assert lines[0] == f"resumed from {latest['checkpoint']} at iteration {latest['iteration']}", lines[:3]
         assert first_iteration == latest["iteration"] + 1
-        assert lines[-1].startswith("checkpoint: s3://")
+        assert lines[-1] == cluster.train_outcome(name).lines()[-1]
 
 
 def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
@@ -294,8 +285,8 @@ def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
         submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", "--config", PPO, *args)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         job_id = job_id_of(submitted.stdout)
-        prefix = prefix_of(cluster, name)
-        latest = wait_for_checkpoint(cluster, name, iteration=2)
+        prefix = cluster.prefix(name)
+        latest = cluster.wait_for_checkpoint(name, iteration=2)
         objects_per_checkpoint = len([k for k in cluster.keys(latest_prefix(cluster, latest)) if not k.endswith("/")])
 
         killed_at = time.monotonic()
@@ -305,11 +296,11 @@ def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
         assert repaired.returncode == 0 and "repaired: s3 back" in repaired.stdout, repaired.stdout + repaired.stderr
         row["outcome"] = "cluster-up restarted S3"
 
-        status = wait_for_job(cluster, job_id, timeout=600)
+        status = cluster.wait_for_job(job_id, timeout=600)
         logs = cluster.jobs().get_job_logs(job_id)
         recovered_s = time.monotonic() - killed_at
         retries = [line for line in ours(logs.splitlines()) if line.startswith("storage: ") and "retrying in" in line]
-        final = json.loads(read_object(cluster, prefix + "latest.json"))
+        final = json.loads(cluster.object(prefix + "latest.json"))
         # Every checkpoint in the bucket is complete: same objects as the one written before the outage.
         folders = {k[len(prefix) :].split("/")[0] for k in cluster.keys(prefix) if "/checkpoint_" in k}
         short = {}
@@ -332,18 +323,6 @@ def test_s3_down_30s_during_checkpoint_writes_training_rides_it_out(cluster):
         assert final["finished"] and final["checkpoint"].endswith(f"checkpoint_{final['iteration']:06d}")
         assert not short, short
         assert folders == expected
-
-
-def wait_for_checkpoint(cluster, name: str, iteration: int, timeout: float = 600) -> dict:
-    latest_key = prefix_of(cluster, name) + "latest.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if latest_key in cluster.keys(prefix_of(cluster, name)):
-            latest = json.loads(read_object(cluster, latest_key))
-            if latest["iteration"] >= iteration:
-                return latest
-        time.sleep(1)
-    pytest.fail(f"no checkpoint at iteration {iteration} within {timeout:.0f} s")
 
 
 def latest_prefix(cluster, latest: dict) -> str:

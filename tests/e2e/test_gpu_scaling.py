@@ -15,11 +15,11 @@ import uuid
 import pytest
 
 from controlplane.local.groups import detect_gpus
-from tests.conftest import REPO_ROOT
+from tests.conftest import LOCAL_CLUSTER, REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 RUN = uuid.uuid4().hex[:6]
 GPUS = detect_gpus()

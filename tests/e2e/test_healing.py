@@ -26,43 +26,27 @@ import uuid
 
 import pytest
 
+from controlplane.polling import wait_for
+from tests.conftest import LOCAL_CLUSTER
 from tests.e2e.conftest import Cluster, job_id_of
 from tests.e2e.joblog import job_lines, ours
-from tests.e2e.test_faults import SEED_SWEEP, fault_row, sweep_loss, wait_for_job, wait_for_trials_done
-from tests.e2e.test_sweeps import prefix_of, sweep
+from tests.e2e.test_faults import SEED_SWEEP, fault_row, sweep_loss, wait_for_trials_done
+from tests.e2e.test_sweeps import sweep
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 RUN = uuid.uuid4().hex[:6]
 PPO = "jobs/experiments/ppo-cartpole.yaml"
 
 
-def run_prefix(cluster: Cluster, name: str) -> str:
-    return cluster.client_env()["RL_STORAGE_URI"].split("/", 3)[3] + f"/{name}"
-
-
-def read_object(cluster: Cluster, key: str) -> bytes:
-    return cluster.s3().get_object(Bucket=cluster.client_env()["RL_BUCKET"], Key=key)["Body"].read()
-
-
 def checkpoint_jobs(cluster: Cluster, name: str) -> dict[str, str]:
     """checkpoint folder -> the job its state.json names."""
-    prefix = run_prefix(cluster, name)
+    prefix = cluster.prefix(name)
     found = {}
-    for key in cluster.keys(prefix + "/"):
-        if re.fullmatch(rf"{re.escape(prefix)}/checkpoint_\d+/state\.json", key):
-            found[key.rsplit("/", 2)[1]] = json.loads(read_object(cluster, key))["job_id"]
+    for key in cluster.keys(prefix):
+        if re.fullmatch(rf"{re.escape(prefix)}checkpoint_\d+/state\.json", key):
+            found[key.rsplit("/", 2)[1]] = json.loads(cluster.object(key))["job_id"]
     return found
-
-
-def wait_for(check, what: str, timeout: float = 300, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def job_status(cluster: Cluster, job_id: str) -> str:
@@ -105,11 +89,11 @@ def test_two_trainings_of_one_experiment_at_once_exactly_one_runs_and_a_killed_o
     submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.train", "--config", PPO, *longer)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     killed = job_id_of(submitted.stdout)
-    wait_for(lambda: "iter " in cluster.jobs().get_job_logs(killed), "the run to train")
+    wait_for("the run to train", lambda: "iter " in cluster.jobs().get_job_logs(killed))
     driver = next(j for j in cluster.jobs().list_jobs() if j.submission_id == killed).driver_info.pid
     os.kill(int(driver), signal.SIGKILL)
-    wait_for(lambda: job_status(cluster, killed) == "FAILED", "Ray to mark the killed job failed", timeout=60)
-    lease = json.loads(read_object(cluster, run_prefix(cluster, name) + "/lease.json"))
+    wait_for("Ray to mark the killed job failed", lambda: job_status(cluster, killed) == "FAILED", timeout_s=60)
+    lease = json.loads(cluster.object(cluster.prefix(name) + "lease.json"))
     assert lease["job_id"] == killed  # left behind
     again = cluster.train(*longer[:-2], "--set", "stop.iterations=20", timeout=600)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
@@ -142,15 +126,15 @@ def test_training_heals_in_the_same_job_when_the_env_runners_node_and_then_the_l
     job_id = job_id_of(submitted.stdout)
     logs = lambda: cluster.jobs().get_job_logs(job_id)  # noqa: E731
     iterations = lambda text: [int(n) for n in re.findall(r"^iter\s+(\d+)", text, re.M)]  # noqa: E731
-    wait_for(lambda: re.search(r"^iter\s+10 ", logs(), re.M), "iteration 10")
+    wait_for("iteration 10", lambda: re.search(r"^iter\s+10 ", logs(), re.M))
 
     with fault_row("cpu-workers node killed mid-training (the env runner; the learner on gpu-workers)") as row:
         kill_node(cluster, "cpu-workers")
         killed_at = time.monotonic()
-        wait_for(lambda: "waiting for env runners: no samples" in logs(), "the run to wait for its env runner")
+        wait_for("the run to wait for its env runner", lambda: "waiting for env runners: no samples" in logs())
         repair(cluster, "cpu-workers")
         ran = len(iterations(logs()))
-        wait_for(lambda: len(iterations(logs())) > ran + 5, "training to go on after the repair")
+        wait_for("training to go on after the repair", lambda: len(iterations(logs())) > ran + 5)
         done = iterations(logs())
         skipped_or_repeated = len(set(range(1, done[-1] + 1)) ^ set(done)) + len(done) - len(set(done))
         row.update(outcome="the same job waited for its env runner, went on after cluster-up repaired the node",
@@ -161,11 +145,11 @@ def test_training_heals_in_the_same_job_when_the_env_runners_node_and_then_the_l
     with fault_row("gpu-workers node killed mid-training (the learner)") as row:
         kill_node(cluster, "gpu-workers")
         killed_at = time.monotonic()
-        wait_for(lambda: "rebuilding from" in logs(), "the job to notice its learner gone")
+        wait_for("the job to notice its learner gone", lambda: "rebuilding from" in logs())
         repair(cluster, "gpu-workers")
-        wait_for(lambda: "recovered from " in logs(), "the job to rebuild its algorithm", timeout=600)
+        wait_for("the job to rebuild its algorithm", lambda: "recovered from " in logs(), timeout_s=600)
         recover_s = time.monotonic() - killed_at
-        status = wait_for_job(cluster, job_id, timeout=600)
+        status = cluster.wait_for_job(job_id, timeout=600)
         text = logs()
         lines = ours(text.splitlines())
         recovered = [line for line in lines if line.startswith("recovered from ")]
@@ -182,7 +166,8 @@ def test_training_heals_in_the_same_job_when_the_env_runners_node_and_then_the_l
         # round without samples counted, none lost). After it: on from the checkpoint it resumed from.
         assert ran_before == list(range(1, len(ran_before) + 1)) and resume_at <= ran_before[-1]
         assert ran_after == list(range(resume_at + 1, 61))
-        assert lines[-1] == f"checkpoint: {resumed.group(1).rsplit('/', 1)[0]}/checkpoint_000060", lines[-3:]
+        record = cluster.train_outcome(name)
+        assert record.checkpoint == f"{resumed.group(1).rsplit('/', 1)[0]}/checkpoint_000060" and record.recovered == 1
         assert re.search(r"\| env runners 1/1", text)  # the progress line says how many runners it has
 
 
@@ -208,7 +193,7 @@ def test_s3_frozen_40s_mid_seed_sweep_every_trial_finishes_and_nothing_counts_as
             time.sleep(outage_s)
         finally:
             os.killpg(s3, signal.SIGCONT)
-        status = wait_for_job(cluster, job_id, timeout=600)
+        status = cluster.wait_for_job(job_id, timeout=600)
         recovered_s = time.monotonic() - frozen_at
         logs = cluster.jobs().get_job_logs(job_id)
         lines = ours(logs.splitlines())
@@ -217,13 +202,13 @@ def test_s3_frozen_40s_mid_seed_sweep_every_trial_finishes_and_nothing_counts_as
         row.update(
             outcome=f"job {status.lower()}; {errored} trials errored, {len(retried)} retried",
             recover_s=round(recovered_s, 1),
-            lost=sweep_loss(name, lines, total=trials, rerun=len(retried)),
+            lost=sweep_loss(cluster, name, total=trials, rerun=len(retried)),
         )
         assert status == "SUCCEEDED", logs[-4000:]
         summary = next(line for line in lines if line.startswith(f"sweep {name}: {trials} of {trials} trials "))
         assert "error" not in summary and "failed" not in summary, summary
         assert errored == 0 and not retried, [line for line in lines if "errored" in line or "resumed" in line][-5:]
-        report = prefix_of(cluster, name) + "report/"
+        report = cluster.prefix(name) + "report/"
         assert {key.rsplit("/", 1)[1] for key in cluster.keys(report)} >= {"summary.txt", "trials.csv", "best.json"}
-        table = read_object(cluster, report + "trials.csv").decode().strip().splitlines()
+        table = cluster.object(report + "trials.csv").decode().strip().splitlines()
         assert len(table) == trials + 1 and not [row for row in table if ",error" in row], table

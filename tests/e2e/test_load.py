@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from controlplane.submit import submit_command
-from tests.conftest import REPO_ROOT
+from tests.conftest import LOCAL_CLUSTER, REPO_ROOT
 from tests.e2e.conftest import job_id_of
-from tests.e2e.test_sweeps import FIFO, prefix_of, read_object, sweep
+from tests.e2e.test_sweeps import FIFO, sweep
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 RUN = uuid.uuid4().hex[:6]
 JOBS = 20
@@ -81,7 +81,7 @@ def test_twenty_training_jobs_at_once_are_queued_and_all_finish_once(cluster):
     for job_id, name in zip(job_ids, names, strict=True):
         logs = client.get_job_logs(job_id)
         assert "resumed from" not in logs, f"{name} ran twice"
-        latest = json.loads(read_object(cluster, prefix_of(cluster, name) + "latest.json"))
+        latest = json.loads(cluster.object(cluster.prefix(name) + "latest.json"))
         assert latest["iteration"] == 2 and latest["finished"], (name, latest)
 
     listed = cluster.control("jobs")

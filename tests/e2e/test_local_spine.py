@@ -20,11 +20,12 @@ import pytest
 
 from controlplane import processes
 from controlplane.local.groups import detect_gpus
-from tests.conftest import CARTPOLE, REPO_ROOT
-from tests.e2e.conftest import job_id_of
+from jobs.common.storage import layout
+from tests.conftest import CARTPOLE, LOCAL_CLUSTER, REPO_ROOT
+from tests.e2e.conftest import CLIENT_ENV, job_id_of
 from tests.e2e.joblog import env_steps_of, job_lines, ours
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 RUN = uuid.uuid4().hex[:6]
 TRAINED: dict[str, str] = {}
@@ -53,17 +54,7 @@ def test_env_file_is_private_and_has_what_a_client_needs(cluster):
     env_file = cluster.state.env_file
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     env = cluster.state.read_env()
-    for name in (
-        "RAY_ADDRESS",
-        "RAY_AUTH_MODE",
-        "RAY_AUTH_TOKEN_PATH",
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "RL_BUCKET",
-        "RL_STORAGE_URI",
-    ):
-        assert env.get(name), name
+    assert set(env) == CLIENT_ENV and all(env.values()), env.keys()
     assert env["RAY_ADDRESS"] == f"http://127.0.0.1:{cluster.env['DASHBOARD_PORT']}"
     assert env["RL_STORAGE_URI"].startswith(f"s3://{env['RL_BUCKET']}/")
     assert "source" in cluster.up_output and ".cluster/env" in cluster.up_output
@@ -89,22 +80,20 @@ def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     assert result.returncode == 0, output[-4000:]
     assert "+ ray job submit --address http://127.0.0.1:" in result.stdout
     lines = ours(job_lines(result.stdout))
-    assert lines[-1].startswith("checkpoint: s3://"), lines[-5:]
+    record = cluster.train_outcome(name)
+    assert record.checkpoint.startswith("s3://") and lines[-1] == record.lines()[-1], lines[-5:]
+    assert record.job_id == job_id_of(result.stdout) and record.timings["train_s"] > 0
     progress = [line for line in lines if line.startswith("iter ")]
-    assert progress, lines
-    final_return = float(re.search(r"return\s+([\d.]+)", progress[-1]).group(1))
-    assert final_return >= 450
+    assert len(progress) == record.iterations
+    assert record.episode_return_mean >= 450
 
-    checkpoint = lines[-1].removeprefix("checkpoint: ")
+    checkpoint = record.checkpoint
     bucket = cluster.client_env()["RL_BUCKET"]
     prefix = checkpoint.removeprefix(f"s3://{bucket}/")
     keys = cluster.keys(prefix + "/")
     assert len(keys) >= 10, keys
-    assert any(
-        key.endswith("learner_group/learner/rl_module/default_policy/module_state.pkl")
-        or "rl_module/default_policy" in key
-        for key in keys
-    )
+    # The policy alone, where the evaluator loads it from (RLModule.from_checkpoint): its weights too.
+    assert f"{prefix}/{layout.POLICY_PATH}/module_state.pkl" in keys, keys
     assert f"{prefix}/experiment.yaml" in keys
     experiment_keys = cluster.keys(prefix.rsplit("/", 1)[0] + "/")
     for name_in_bucket in ("latest.json", "progress.csv", "learning_curve.png", "experiment.yaml"):
@@ -113,7 +102,7 @@ def test_train_via_ray_job_submit_reaches_450_and_checkpoints_to_s3(cluster):
     run_prefix = prefix.rsplit("/", 1)[0]
     assert any(key.startswith(f"{run_prefix}/tensorboard/events.out.tfevents") for key in experiment_keys)
     driver_log = cluster.s3().get_object(Bucket=bucket, Key=f"{run_prefix}/driver.log")["Body"].read().decode()
-    assert "iter    1 |" in driver_log and f"checkpoint: {checkpoint}" in driver_log
+    assert "iter    1 |" in driver_log and record.lines()[-1] in driver_log
     record = json.loads(cluster.s3().get_object(Bucket=bucket, Key=f"{run_prefix}/run.json")["Body"].read())
     assert record["experiment"]["name"] == name and record["versions"]["ray"] == "2.60.0"
     assert len(record["git"]["commit"]) == 40 and record["ended"].startswith("episode_return_mean")
@@ -172,13 +161,11 @@ def test_evaluate_restores_from_s3_plays_450_and_writes_a_video(cluster, tmp_pat
         "evaluate", "--checkpoint", TRAINED["checkpoint"], "--episodes", "5", "--output-dir", str(tmp_path)
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    last = ours(job_lines(result.stdout))[-1]
-    match = re.fullmatch(r"mean_return: ([\d.]+) std: ([\d.]+) episodes: 5 video: (s3://\S+\.gif)", last)
-    assert match, last
-    assert float(match.group(1)) >= 450
-    bucket = cluster.client_env()["RL_BUCKET"]
-    video_key = match.group(3).removeprefix(f"s3://{bucket}/")
-    video = cluster.s3().get_object(Bucket=bucket, Key=video_key)["Body"].read()
+    record = cluster.evaluation_outcome(TRAINED["checkpoint"])
+    assert ours(job_lines(result.stdout))[-1] == record.lines()[-1]
+    assert record.episodes == 5 and len(record.returns) == 5 and record.mean_return >= 450
+    assert record.video.endswith(".gif")
+    video = cluster.read(record.video)
     assert video[:6] in (b"GIF87a", b"GIF89a") and len(video) > 10_000
     local = list(tmp_path.rglob("episode-0.gif"))
     assert len(local) == 1 and local[0].read_bytes() == video

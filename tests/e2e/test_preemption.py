@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from controlplane.local.groups import detect_gpus
-from tests.conftest import REPO_ROOT
+from tests.conftest import LOCAL_CLUSTER, REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 ITERATION = re.compile(r"^iter\s+(\d+) \|", re.M)
 DASHBOARD = REPO_ROOT / "k8s" / "monitoring" / "grafana-dashboard-rllib.json"
@@ -101,7 +101,10 @@ def test_ray_job_stop_checkpoints_the_iteration_it_was_on_and_the_rerun_resumes_
     assert "SIGTERM received: finishing this iteration, then a checkpoint" in logs, logs[-3000:]
     last = max(int(n) for n in ITERATION.findall(logs))
     assert 3 <= last < 100
-    assert f"checkpoint: {cluster.client_env()['RL_STORAGE_URI']}/{name}/checkpoint_{last:06d}" in logs, logs[-2000:]
+    assert (
+        cluster.train_outcome(name).checkpoint
+        == f"{cluster.client_env()['RL_STORAGE_URI']}/{name}/checkpoint_{last:06d}"
+    )
 
     resumed = cluster.train(*args, "--set", f"stop.iterations={last + 1}", config=config)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]

@@ -22,15 +22,15 @@ import pytest
 
 from controlplane import processes
 from controlplane.local.groups import detect_gpus
-from tests.conftest import REPO_ROOT
+from tests.conftest import LOCAL_CLUSTER, REPO_ROOT
 from tests.e2e.procfs import is_loopback, listening_sockets
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 
 def is_ray_internal(command: str) -> bool:
     """Ray 2.60's own servers (GCS, raylets, agents, the client server), which bind
-    all interfaces whatever --node-ip-address says (README: Security)."""
+    all interfaces whatever --node-ip-address says (docs/operations.md: Security)."""
     return command.startswith("ray::") or "/site-packages/ray/" in command or "-m ray." in command
 
 

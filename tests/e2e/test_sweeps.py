@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import LOCAL_CLUSTER, REPO_ROOT
 from tests.e2e.conftest import job_id_of
 from tests.e2e.joblog import job_lines, ours
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(LOCAL_CLUSTER)]
 
 RUN = uuid.uuid4().hex[:6]
 # The seed sweep without its ASHA scheduler: every trial runs to its stop criterion.
@@ -36,15 +37,6 @@ FOUND: dict[str, str] = {}
 def sweep(cluster, *args: str, config: str = "jobs/sweeps/cartpole-asha.yaml", wait: bool = True, timeout=900):
     submit = ["submit"] if wait else ["submit", "--no-wait"]
     return cluster.control(*submit, "--", "python", "-m", "jobs.sweep", "--config", config, *args, timeout=timeout)
-
-
-def prefix_of(cluster, name: str) -> str:
-    storage = cluster.client_env()["RL_STORAGE_URI"]
-    return storage.split("/", 3)[3] + f"/{name}/"
-
-
-def read_object(cluster, key: str) -> bytes:
-    return cluster.s3().get_object(Bucket=cluster.client_env()["RL_BUCKET"], Key=key)["Body"].read()
 
 
 # ---------------------------------------------------------------- a small ASHA sweep
@@ -59,12 +51,14 @@ def test_seed_sweep_as_shipped_stops_laggards_with_asha_and_reports_the_best(clu
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     lines = ours(job_lines(result.stdout))
-    assert re.match(r"^report: s3://\S+/report$", lines[-2]), lines[-6:]
-    assert re.match(r"^best_checkpoint: s3://\S+/trials/\w+/checkpoint_\d{6}$", lines[-1]), lines[-6:]
+    record = cluster.sweep_outcome(name)
+    assert lines[-2:] == record.lines(), lines[-6:]
+    assert record.report.endswith(f"/{name}/report") and record.trials == 8 and record.unfinished == 0
+    assert re.search(rf"/trials/{record.best_trial}/checkpoint_\d{{6}}$", record.best_checkpoint), record
     assert any(re.search(r"trials \d+/8 done \| \d+ running \| \d+ pending", line) for line in lines)
     assert any(line.startswith("sweep " + name + ": 8 of 8 trials") for line in lines)
 
-    keys = cluster.keys(prefix_of(cluster, name))
+    keys = cluster.keys(cluster.prefix(name))
     tune = [k for k in keys if "/tune/" in k]
     assert any(re.search(r"/tune/experiment_state-.*\.json$", k) for k in tune), tune
     assert any(k.endswith("/tune/tuner.pkl") for k in tune)
@@ -74,19 +68,20 @@ def test_seed_sweep_as_shipped_stops_laggards_with_asha_and_reports_the_best(clu
     assert not [k for k in tune if k.endswith("/progress.csv") or "/events.out.tfevents" in k]
     trial_checkpoints = {k.split("/trials/")[1].split("/")[0] for k in keys if re.search(r"/trials/\w+/checkpoint_", k)}
     assert trial_checkpoints, "no trial checkpoint in the bucket"
-    report = prefix_of(cluster, name) + "report/"
+    report = cluster.prefix(name) + "report/"
     for file in ("trials.csv", "learning_curves.png", "summary.txt", "best.json"):
         assert report + file in keys, file
-    table = list(csv.DictReader(io.StringIO(read_object(cluster, report + "trials.csv").decode())))
+    table = list(csv.DictReader(io.StringIO(cluster.object(report + "trials.csv").decode())))
     assert len(table) == 8, table
     assert list(table[0])[:6] == ["rank", "trial_id", "outcome", "model.fcnet_hiddens", "model.fcnet_activation",
                                   "training.lr"]  # fmt: skip
-    assert read_object(cluster, report + "learning_curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cluster.object(report + "learning_curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # ASHA really cut trials short: below the top third at a rung, before their own stop criterion.
+    # ASHA really cut trials short: below the top third at a rung (grace period 5, reduction factor
+    # 3: iterations 5 and 15 before the 30-iteration cap), before their own stop criterion.
     early = [row for row in table if row["outcome"] == "stopped early"]
     assert early, [(row["trial_id"], row["outcome"], row["iterations"]) for row in table]
-    assert all(not row["stop_reason"] and int(row["iterations"]) < 60 for row in early), early
+    assert all(not row["stop_reason"] and int(row["iterations"]) in (5, 15) for row in early), early
 
     # best.json is the best row of trials.csv by the sweep's own ranking: fewest env steps to 195,
     # or (no trial solved) the highest return.
@@ -99,31 +94,32 @@ def test_seed_sweep_as_shipped_stops_laggards_with_asha_and_reports_the_best(clu
         if solved
         else max(table, key=lambda row: number(row["episode_return_mean"]))
     )
-    best = json.loads(read_object(cluster, report + "best.json"))
+    best = json.loads(cluster.object(report + "best.json"))
     assert best["trial_id"] == expected["trial_id"], (best, expected)
     assert best["metric"] == ("env_steps_to_solve" if solved else "episode_return_mean")
-    assert best["checkpoint"] == lines[-1].split(" ", 1)[1]
+    assert best["checkpoint"] == record.best_checkpoint
+    # The record (outcome.json) says what the report says: what the benches and tools read.
+    assert record.planned == 8 and record.counts == dict(Counter(row["outcome"] for row in table)), record
+    assert (record.best_metric, record.best_value) == (best["metric"], float(best["value"])), (record, best)
     FOUND["best_checkpoint"] = best["checkpoint"]
 
 
 def test_best_checkpoint_evaluates(cluster):
     checkpoint = FOUND.get("best_checkpoint")
-    if not checkpoint:
-        pytest.skip("needs the sweep above")
+    assert checkpoint, "the sweep test above left no best checkpoint: it failed, or was not run"
     result = cluster.control("evaluate", "--checkpoint", checkpoint, "--episodes", "3", timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    found = re.search(r"^mean_return: ([\d.]+) std: [\d.]+ episodes: 3 video: (\S+)$", result.stdout, re.M)
-    assert found, result.stdout[-2000:]
-    assert found.group(2).startswith(checkpoint.rsplit("/", 1)[0] + "/evaluations/")
+    record = cluster.evaluation_outcome(checkpoint)
+    assert record.episodes == 3 and record.video.startswith(checkpoint.rsplit("/", 1)[0] + "/evaluations/")
 
 
 def test_sweep_report_rebuilds_from_s3_alone(cluster, tmp_path):
-    if not FOUND.get("best_checkpoint"):
-        pytest.skip("needs the sweep above")
+    assert FOUND.get("best_checkpoint"), "the sweep test above left no best checkpoint: it failed, or was not run"
     name = f"e2e-asha-{RUN}"
     result = cluster.control("report", "--name", name, "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == f"best_checkpoint: {FOUND['best_checkpoint']}"
+    assert cluster.sweep_outcome(name).best_checkpoint == FOUND["best_checkpoint"]
+    assert result.stdout.strip().splitlines()[-2:] == cluster.sweep_outcome(name).lines()
     assert (tmp_path / name / "learning_curves.png").stat().st_size > 10_000
     assert len((tmp_path / name / "trials.csv").read_text().strip().splitlines()) == 9
 
@@ -133,16 +129,16 @@ def test_sweep_report_rebuilds_from_s3_alone(cluster, tmp_path):
 
 def trial_pointers(cluster, name: str) -> dict[str, dict]:
     """Each trial's latest.json: its newest complete checkpoint and whether it finished."""
-    keys = cluster.keys(prefix_of(cluster, name) + "trials/")
+    keys = cluster.keys(cluster.prefix(name) + "trials/")
     return {
-        key.split("/trials/")[1].split("/")[0]: json.loads(read_object(cluster, key))
+        key.split("/trials/")[1].split("/")[0]: json.loads(cluster.object(key))
         for key in keys
         if key.endswith("/latest.json")
     }
 
 
 def checkpoints_of(cluster, name: str, trial_id: str) -> set[str]:
-    keys = cluster.keys(prefix_of(cluster, name) + f"trials/{trial_id}/")
+    keys = cluster.keys(cluster.prefix(name) + f"trials/{trial_id}/")
     return {k.split(f"/{trial_id}/")[1].split("/")[0] for k in keys if "/checkpoint_" in k}
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import SECOND
 from tests.e2e import procfs
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SECOND)]
 
 
 def test_cluster_down_leaves_no_process_port_or_temp_folder(cluster):

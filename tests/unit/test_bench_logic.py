@@ -13,8 +13,9 @@ import pytest
 from bench import faults as faults_bench
 from bench import plain_rllib_ppo, plain_tune_sweep, ppo_cartpole, reporting
 from bench import sweeps as sweeps_bench
-from bench.common import run_tests_with_outcomes, sweep_summary
+from bench.common import run_tests_with_outcomes
 from jobs import train as train_entrypoint
+from jobs.common.reports.outcome import SweepOutcome
 from jobs.common.run.returns import ReturnWindow
 from jobs.common.schema.experiment import Stop, load_experiment
 from jobs.common.schema.sweep import load_sweep
@@ -245,12 +246,11 @@ def test_only_trials_that_met_their_stop_or_were_stopped_by_the_scheduler_are_do
 
 
 def test_both_sweep_rows_count_done_trials_by_the_same_rule():
-    ours_lines = [
-        "trials 20/20 done",
-        "sweep bench-x-seed: 20 of 20 trials 11 finished, 7 stopped early, 2 error",
-        "best: abc_00001 env_steps_to_solve=12,000 config={}",
-    ]
-    ours = sweeps_bench.ours_row(0, ours_lines, 120.0, "bench-x-seed", planned=20, scheduler="asha")
+    record = SweepOutcome(sweep="bench-x-seed", trials=20, report="s3://b/x/report", best_trial="abc_00001",
+                          best_checkpoint="s3://b/x/trials/abc_00001/checkpoint_000010", planned=20,
+                          counts={"finished": 11, "stopped early": 7, "error": 2}, best_metric="env_steps_to_solve",
+                          best_value=12000.0)  # fmt: skip
+    ours = sweeps_bench.ours_row(0, record, 120.0, planned=20, scheduler="asha")
     assert (ours["done"], ours["cut_by_time_budget"], ours["not_done"]) == (18, 0, 2)
     assert ours["done_per_min"] == 9.0 and ours["best_steps"] == 12000
 
@@ -271,13 +271,6 @@ def test_both_sweep_rows_count_done_trials_by_the_same_rule():
 
     lost = sweeps_bench.plain_row(1, ["Traceback ..."], 5.0, planned=20)
     assert lost["done"] is None and lost["done_per_min"] is None and lost["exit_status"] == 1
-
-
-def test_the_sweep_summary_line_parses_every_count():
-    summary = sweep_summary(["x", "sweep s1: 8 of 10 trials 5 finished, 1 stopped early, 2 error"], "s1")
-    assert (summary.trials, summary.planned) == (8, 10)
-    assert summary.counts == {"finished": 5, "stopped early": 1, "error": 2}
-    assert sweep_summary(["sweep other: 1 of 1 trials 1 finished"], "s1") is None
 
 
 def test_the_output_says_where_the_searches_differ():

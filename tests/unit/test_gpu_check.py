@@ -6,17 +6,20 @@ import torch
 from bench import gpu_check
 from bench.learner_throughput import COLUMNS, table_rows
 
-# As jobs.train prints them (captured from a CartPole run on plain Ray).
-LINES = [
-    "note: this Ray cluster advertises no worker groups (cpu_group/gpu_group); Ray places components freely",
-    "iter    1 | env_steps    65,536 | return    n/a | iter_time  9.01s | train_time     9.0s",
-    "(SingleAgentEnvRunner pid=1) some actor log line",
-    "iter    2 | env_steps   131,072 | return -312.5 | iter_time  3.23s | train_time    12.2s",
-    "iter    3 | env_steps   196,608 | return  3012.0 | iter_time  3.10s | train_time    15.3s",
-    "iter    4 | env_steps   262,144 | return  2950.4 | iter_time  3.30s | train_time    18.6s"
-    " | cpu stand-in for 1 GPU learners",
-    "checkpoint: /tmp/x/checkpoint_000004",
-]
+
+def recorded_run(tmp_path) -> list[dict]:
+    """A run's progress.csv as jobs.train records it, read back as the GPU check reads it."""
+    from jobs.common.reports.training import save_progress
+    from jobs.common.storage import layout
+
+    rows = [
+        {"iteration": 1, "env_steps": 65536, "episode_return_mean": float("nan"), "train_time_s": 9.0},
+        {"iteration": 2, "env_steps": 131072, "episode_return_mean": -312.5, "train_time_s": 12.2},
+        {"iteration": 3, "env_steps": 196608, "episode_return_mean": 3012.0, "train_time_s": 15.3},
+        {"iteration": 4, "env_steps": 262144, "episode_return_mean": 2950.4, "train_time_s": 18.6},
+    ]
+    save_progress(layout.experiment(str(tmp_path), "gpu-check-x"), rows)
+    return gpu_check.read_progress(str(tmp_path), "gpu-check-x")
 
 
 def row(variant, device, samples_per_s, median):
@@ -29,15 +32,15 @@ def row(variant, device, samples_per_s, median):
     }  # fmt: skip
 
 
-def test_progress_lines_are_parsed_and_other_lines_ignored():
-    progress = gpu_check.parse_progress(LINES)
+def test_the_runs_recorded_iterations_are_read_back(tmp_path):
+    progress = recorded_run(tmp_path)
     assert [p["iteration"] for p in progress] == [1, 2, 3, 4]
     assert progress[0]["return"] is None and progress[1]["return"] == -312.5
     assert progress[3] == {"iteration": 4, "env_steps": 262144, "return": 2950.4, "train_time_s": 18.6}
 
 
-def test_training_figures_leave_out_the_first_iteration_for_the_rate():
-    figures = gpu_check.training_figures(gpu_check.parse_progress(LINES))
+def test_training_figures_leave_out_the_first_iteration_for_the_rate(tmp_path):
+    figures = gpu_check.training_figures(recorded_run(tmp_path))
     assert figures["env_steps_per_s"] == round(262144 / 18.6)
     assert figures["env_steps_per_s_after_first"] == round((262144 - 65536) / (18.6 - 9.0))
     assert figures["return_last"] == 2950.4 and figures["return_best"] == 3012.0
@@ -45,9 +48,9 @@ def test_training_figures_leave_out_the_first_iteration_for_the_rate():
     assert gpu_check.training_figures([]) == {"iterations": 0}
 
 
-def test_verdicts_against_the_targets():
+def test_verdicts_against_the_targets(tmp_path):
     rows = [row("cpu learner", "cpu", 86000, 7.6), row("gpu learner + bf16", "cuda:0", 900000, 0.73)]
-    figures = gpu_check.training_figures(gpu_check.parse_progress(LINES))
+    figures = gpu_check.training_figures(recorded_run(tmp_path))
     verdicts = {check: (measured, verdict) for check, measured, _, verdict in gpu_check.targets(rows, figures, 150)}
     assert verdicts["GPU learner vs CPU learner"][1] == "met"
     assert verdicts["GPU learner vs CPU learner"][0].startswith("10.5x (gpu learner + bf16")

@@ -3,9 +3,10 @@ batch; placement on the worker groups; the plan checked against capacity."""
 
 import pytest
 
-from jobs.common.cluster.capacity import GroupCapacity, check_fits, from_env, to_env
+from jobs.common.cluster.capacity import GroupCapacity, from_env, to_env
+from jobs.common.cluster.fits import check_fits
+from jobs.common.cluster.plans import learner_plan, placement_plan
 from jobs.common.errors import UserError
-from jobs.common.rllib.plans import learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import parse_experiment
 

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from jobs.common.cluster.capacity import GroupCapacity, check_fits, to_env
+from jobs.common.cluster.capacity import GroupCapacity, to_env
+from jobs.common.cluster.fits import check_fits
+from jobs.common.cluster.plans import in_process_plan, learner_plan, placement_plan
 from jobs.common.errors import UserError
 from jobs.common.rllib.learners import follow_assigned_cpus
-from jobs.common.rllib.plans import in_process_plan, learner_plan, placement_plan
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import load_experiment, parse_experiment
 from tests.conftest import REPO_ROOT

@@ -324,3 +324,15 @@ def test_every_worker_drains_its_node_before_it_goes(rendered):
         hook = ["python", "-m", "jobs.common.run.preemption", "--drain-this-node"]
         assert worker["lifecycle"]["preStop"]["exec"]["command"] == hook, group["groupName"]
         assert pod["terminationGracePeriodSeconds"] > DRAIN_WAIT_S, group["groupName"]
+
+
+def test_every_head_listens_where_the_providers_and_hooks_look(rendered):
+    """The GCS and dashboard ports of jobs/common/cluster/ports.py (the docker provider's containers,
+    the preStop hook, the port-forwards) are the ones each head declares."""
+    from jobs.common.cluster.ports import DASHBOARD_PORT, GCS_PORT
+
+    _, objects = rendered
+    for cluster in (obj for obj in objects if obj["kind"] == "RayCluster"):
+        head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        ports = {port["name"]: port["containerPort"] for port in head["ports"]}
+        assert (ports["gcs"], ports["dashboard"]) == (GCS_PORT, DASHBOARD_PORT), ports

@@ -422,3 +422,16 @@ def test_only_rayclusters_and_rayjobs_have_operator_rules():
 )
 def test_kubernetes_name_syntax(check, value, valid):
     assert (check(value) == []) is valid
+
+
+def test_the_rules_are_those_of_the_pinned_operator():
+    """One KubeRay version: the chart k8s/operator/helm.yaml installs, whose CRDs the schemas are
+    (crds.py reads it there), and the release these rules were ported from."""
+    from controlplane.kuberay import crds
+
+    pinned = yaml.safe_load((REPO_ROOT / "k8s" / "operator" / "helm.yaml").read_text())["version"]
+    assert crds.KUBERAY_VERSION == str(pinned)
+    assert operator_rules.PORTED_FROM_VERSION == crds.KUBERAY_VERSION, (
+        f"k8s/operator/helm.yaml pins KubeRay {pinned}, the operator rules are "
+        f"v{operator_rules.PORTED_FROM_VERSION}'s: port the new release's validation.go before bumping the pin"
+    )

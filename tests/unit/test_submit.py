@@ -46,3 +46,17 @@ def test_an_unreachable_jobs_api_is_told_first_and_the_check_is_stopped(tmp_path
     # The check (which would have failed too) was stopped and reaped, and nothing was submitted.
     assert len(started) == 1 and started[0].returncode is not None
     assert "+ ray job submit" not in capsys.readouterr().out
+
+
+def test_the_check_before_submission_is_the_documented_contract_of_each_entrypoint():
+    from jobs.checks import CHECKED, check_command, failure_message
+
+    assert set(CHECKED) == {"jobs.train", "jobs.sweep", "jobs.evaluate"}
+    assert check_command(["python", "-m", "jobs.train", "--config", "x.yaml"], "/py") == [
+        "/py", "-m", "jobs.train", "--config", "x.yaml", "--check"
+    ]  # fmt: skip
+    assert check_command(["python", "-m", "jobs.common.run.preemption"], "/py") is None  # not an entrypoint
+    assert check_command(["python", "train.py"], "/py") is None
+    ray_log = "2026-12-07 10:00:00,000\tINFO worker.py:1 -- Connecting to existing Ray cluster"
+    said = f"{ray_log}\nerror: the plan does not fit this cluster:\n  - 4 env runners need 5 CPUs\n"
+    assert failure_message("", said) == "the plan does not fit this cluster:\n  - 4 env runners need 5 CPUs"

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from jobs.common.cluster.capacity import GroupCapacity
+from jobs.common.cluster.fits import check_trial_fits
 from jobs.common.errors import UserError
-from jobs.common.schema.sweep import check_trial_fits, load_sweep, parse_sweep
+from jobs.common.schema.sweep import load_sweep, parse_sweep
 from jobs.common.sweeps.tune import param_space, scheduler, search_algorithm, trial_experiment
 from tests.conftest import REPO_ROOT
 

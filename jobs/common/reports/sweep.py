@@ -16,10 +16,11 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jobs.common.errors import UserError
+from jobs.common.reports.outcome import SweepOutcome
 from jobs.common.reports.plots import learning_curve_figure
 from jobs.common.reports.tables import table
 from jobs.common.schema import dotted
@@ -244,6 +245,18 @@ class Report:
     summary: str
     best_checkpoint: str | None
     rows: list[dict[str, Any]]
+    best_trial: str | None = None
+    planned: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    best_metric: str | None = None
+    best_value: float | None = None
+
+    def outcome(self, name: str) -> SweepOutcome:
+        """The sweep's record (outcome.json) as this report has it."""
+        unfinished = sum(row["outcome"] in ("running", "pending", "paused") for row in self.rows)
+        return SweepOutcome(sweep=name, trials=len(self.rows), report=self.uri, best_trial=self.best_trial,
+                            best_checkpoint=self.best_checkpoint, unfinished=unfinished, planned=self.planned,
+                            counts=self.counts, best_metric=self.best_metric, best_value=self.best_value)  # fmt: skip
 
 
 def build_report(storage_uri: str, name: str) -> Report:
@@ -303,7 +316,10 @@ def build_report(storage_uri: str, name: str) -> Report:
     storage.write_bytes(sweep.report_file("learning_curves.png"), curves_png(context, rows, _curves(analysis)))
     storage.write_bytes(sweep.report_file("best.json"), json.dumps(best_record, indent=2, default=str).encode())
     storage.write_bytes(sweep.report_file("summary.txt"), (summary + "\n").encode())
-    return Report(uri=sweep.report, summary=summary, best_checkpoint=best_checkpoint, rows=rows)
+    best_trial = best["trial_id"] if best is not None and not _missing(best[by]) else None
+    return Report(uri=sweep.report, summary=summary, best_checkpoint=best_checkpoint, rows=rows, best_trial=best_trial,
+                  planned=context.trial_count, counts={o: n for o, n in counts.items() if n}, best_metric=by,
+                  best_value=float(best[by]) if best_trial else None)  # fmt: skip
 
 
 def _missing(value: Any) -> bool:

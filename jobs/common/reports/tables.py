@@ -27,7 +27,7 @@ def key_values(pairs: Sequence[tuple[str, object]], indent: str = "  ") -> str:
 
 
 def markdown(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """The same table as GitHub markdown (benchmarks paste it into the README)."""
+    """The same table as GitHub markdown (benchmarks paste it into docs/benchmarks.md)."""
     lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     return "\n".join(lines)

@@ -6,8 +6,8 @@ from typing import Any
 
 from jobs.common.cluster.capacity import GroupCapacity
 from jobs.common.cluster.placement import CPU_GROUP, group_request
+from jobs.common.cluster.plans import in_process_plan, learner_plan, placement_plan
 from jobs.common.errors import UserError
-from jobs.common.rllib.plans import in_process_plan, learner_plan, placement_plan
 from jobs.common.schema.experiment import Experiment
 
 

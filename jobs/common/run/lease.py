@@ -120,7 +120,7 @@ class S3LeaseStore:
     def __init__(self, uri: str):
         location = storage.S3Location.parse(uri)
         self.uri, self.bucket, self.key = uri, location.bucket, location.key
-        self.client = storage._s3_client()
+        self.client = storage.s3_client()
 
     def read(self) -> tuple[bytes | None, str | None]:
         import botocore.exceptions

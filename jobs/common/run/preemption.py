@@ -20,6 +20,8 @@ import signal
 import time
 from pathlib import Path
 
+from jobs.common.cluster.ports import DASHBOARD_PORT
+
 PREEMPTION_GRACE_S = 60
 
 
@@ -181,7 +183,7 @@ DRAIN_WAIT_VAR = "RL_DRAIN_WAIT_S"
 DRAIN_WAIT_S = 30
 
 
-def stop_running_jobs(address: str = "http://127.0.0.1:8265", grace_s: float = PREEMPTION_GRACE_S) -> int:
+def stop_running_jobs(address: str = f"http://127.0.0.1:{DASHBOARD_PORT}", grace_s: float = PREEMPTION_GRACE_S) -> int:
     """The head pod's preStop hook: `ray job stop` every running job (SIGTERM to its driver,
     which checkpoints the iteration it is on) and wait, within the grace period, until they end."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -210,5 +212,5 @@ if __name__ == "__main__":
     parser.add_argument("--address", help="Jobs API (head) or GCS address (worker; default: this node's)")
     args = parser.parse_args()
     if args.stop_running_jobs:
-        sys.exit(stop_running_jobs(args.address or "http://127.0.0.1:8265"))
+        sys.exit(stop_running_jobs(args.address or f"http://127.0.0.1:{DASHBOARD_PORT}"))
     sys.exit(drain_this_node(args.address or "auto"))

@@ -122,6 +122,19 @@ def read_pointer(run: layout.RunFolder) -> RunState | None:
     return state
 
 
+def latest_checkpoint(storage_uri: str, experiment: str, or_else: str) -> str:
+    """Experiment `experiment`'s newest complete checkpoint, by its pointer in storage (the storage
+    checked first); without one, a UserError saying to train it first or `or_else`."""
+    storage.check_storage_reachable(storage_uri)
+    run = layout.experiment(storage_uri, experiment)
+    latest = read_pointer(run)
+    if not latest:
+        raise UserError(
+            f"experiment '{experiment}' has no checkpoint in {run.uri}; train it first (`make train`) or {or_else}"
+        )
+    return latest.checkpoint
+
+
 def _what_to_do(run: layout.RunFolder) -> str:
     complete = complete_checkpoints(run)
     if not complete:

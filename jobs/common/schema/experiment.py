@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from jobs.common.errors import UserError
 from jobs.common.schema import dotted
+from jobs.common.schema.section import Section
 from jobs.common.schema.yamlfile import describe_errors, load_mapping
 from jobs.common.storage.objects import validate_storage_uri
 
@@ -33,12 +34,7 @@ from jobs.common.storage.objects import validate_storage_uri
 # --------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    # Unknown keys are errors (with a close-match suggestion), never ignored.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class EnvRunners(_Section):
+class EnvRunners(Section):
     """Sampling: `AlgorithmConfig.env_runners(...)`."""
 
     num_env_runners: int = Field(1, ge=0, le=4096)
@@ -54,7 +50,7 @@ class EnvRunners(_Section):
         return value
 
 
-class Learners(_Section):
+class Learners(Section):
     """Learning: `num_gpus` is the one knob. N > 0 means N remote learners with
     one GPU each, on the GPU worker group; 0 means `num_learners` remote CPU
     learners on the CPU worker group.
@@ -78,7 +74,7 @@ class Learners(_Section):
     mixed_precision: bool = False
 
 
-class Training(_Section):
+class Training(Section):
     """PPO's `training(...)` arguments (Ray 2.60 names). A key left out keeps
     Ray's own default; `--dry-run` shows the resolved value."""
 
@@ -116,7 +112,7 @@ class Training(_Section):
 ACTIVATIONS = ("tanh", "relu", "linear", "swish", "silu", "elu")
 
 
-class Model(_Section):
+class Model(Section):
     """`DefaultModelConfig` fields. `vf_share_layers` is always set explicitly:
     DefaultModelConfig's default (True) differs from PPO's own (False)."""
 
@@ -132,7 +128,7 @@ class Model(_Section):
         return value
 
 
-class Stop(_Section):
+class Stop(Section):
     """Stop at whichever comes first. At least one must be set."""
 
     episode_return_mean: float | None = None
@@ -162,7 +158,7 @@ class Stop(_Section):
         return None
 
 
-class Checkpoint(_Section):
+class Checkpoint(Section):
     every_n_iterations: int = Field(10, ge=1)
     at_end: bool = True
 
@@ -170,7 +166,7 @@ class Checkpoint(_Section):
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
-class Experiment(_Section):
+class Experiment(Section):
     name: str = Field(pattern=NAME_PATTERN)
     algorithm: Literal["PPO"] = "PPO"
     env: str
@@ -342,6 +338,12 @@ def parse_experiment(
     except ValidationError as err:
         raise UserError(format_validation_error(err, source)) from None
     return LoadedExperiment(experiment=experiment, source=source, notes=notes)
+
+
+def add_overrides_argument(parser, example: str) -> None:
+    """`--set KEY=VALUE`, repeatable, into `args.overrides` (train and sweep read it the same way)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a key of the file, e.g. --set {example} (repeatable)")  # fmt: skip
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

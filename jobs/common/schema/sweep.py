@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from jobs.common.cluster.capacity import GroupCapacity
-from jobs.common.cluster.placement import CPU_GROUP, GPU_GROUP
 from jobs.common.errors import UserError
 from jobs.common.schema import dotted
 from jobs.common.schema.experiment import (
@@ -40,6 +38,7 @@ from jobs.common.schema.experiment import (
     parse_experiment,
     schema_kind,
 )
+from jobs.common.schema.section import Section
 from jobs.common.schema.yamlfile import describe_errors, load_mapping, short
 from jobs.common.storage.objects import validate_storage_uri
 
@@ -89,11 +88,7 @@ _LOG_PRIMITIVES = ("loguniform", "qloguniform", "lograndint")
 # --------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Search(_Section):
+class Search(Section):
     """random and grid: Tune's BasicVariantGenerator (grid_search keys are
     crossed, the rest sampled); optuna: Optuna's TPE sampler."""
 
@@ -101,11 +96,11 @@ class Search(_Section):
     seed: int | None = Field(0, ge=0)
 
 
-class Fifo(_Section):
+class Fifo(Section):
     type: Literal["fifo"]
 
 
-class Asha(_Section):
+class Asha(Section):
     type: Literal["asha"]
     time_attr: str = "training_iteration"
     grace_period: int = Field(1, ge=1)
@@ -114,7 +109,7 @@ class Asha(_Section):
     brackets: int = Field(1, ge=1, le=10)
 
 
-class Pbt(_Section):
+class Pbt(Section):
     type: Literal["pbt"]
     time_attr: str = "training_iteration"
     perturbation_interval: int = Field(ge=1)
@@ -128,21 +123,21 @@ class Pbt(_Section):
 Scheduler = Annotated[Fifo | Asha | Pbt, Field(discriminator="type")]
 
 
-class TrialResources(_Section):
+class TrialResources(Section):
     """One trial is one Ray actor: it samples and learns in-process."""
 
     cpus: float = Field(1, gt=0, le=256)
     gpus: float = Field(0, ge=0, le=64)
 
 
-class Best(_Section):
+class Best(Section):
     """How the report ranks trials, when not by the scheduler's metric."""
 
     metric: str
     mode: Literal["max", "min"]
 
 
-class SweepSpec(_Section):
+class SweepSpec(Section):
     name: str = Field(pattern=NAME_PATTERN)
     experiment: str
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -511,29 +506,6 @@ def _check_search(sweep: Sweep) -> None:
         raise UserError(
             f"sweep '{source}': optuna learns from 'metric' in every trial, but env_steps_to_solve has no value "
             "for trials that never solve; use metric: episode_return_mean"
-        )
-
-
-def check_trial_fits(sweep: Sweep, groups: dict[str, GroupCapacity] | None) -> None:
-    """Each trial is one actor: it must fit on one node of its worker group."""
-    if groups is None:
-        return
-    wanted = sweep.spec.resources_per_trial
-    group_name = GPU_GROUP if wanted.gpus > 0 else CPU_GROUP
-    group = groups.get(group_name)
-    listing = "; ".join(
-        f"{g.name}: {g.cpus_per_node:g} CPUs, {g.gpus_per_node:g} GPUs per node" for g in groups.values()
-    )
-    if group is None or group.max_nodes < 1:
-        raise UserError(
-            f"sweep '{sweep.source}': resources_per_trial asks for {wanted.gpus:g} GPUs and {wanted.cpus:g} CPUs, "
-            f"which only the {group_name} group could run, and this cluster has none ({listing})"
-        )
-    if wanted.cpus > group.cpus_per_node or wanted.gpus > group.gpus_per_node:
-        raise UserError(
-            f"sweep '{sweep.source}': resources_per_trial ({wanted.cpus:g} CPUs, {wanted.gpus:g} GPUs) is more than "
-            f"one {group_name} node has ({group.cpus_per_node:g} CPUs, {group.gpus_per_node:g} GPUs); a trial "
-            f"runs on one node: use at most that ({listing})"
         )
 
 

@@ -36,6 +36,7 @@ CHECKPOINT_PREFIX = "checkpoint_"
 POLICY_PATH = "learner_group/learner/rl_module/default_policy"
 VIDEO_FILE = "episode-0.gif"
 RESULT_FILE = "result.json"
+OUTCOME_FILE = "outcome.json"
 REPORT_FILES = ("summary.txt", "trials.csv", "learning_curves.png", "best.json")
 
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d{{6}})$")
@@ -86,6 +87,11 @@ class RunFolder:
     def run_record(self) -> str:
         """run.json: what it takes to run it again (jobs/common/reports/provenance.py)."""
         return join(self.uri, "run.json")
+
+    @property
+    def outcome(self) -> str:
+        """outcome.json: how the last training job ended (jobs/common/reports/outcome.py)."""
+        return join(self.uri, OUTCOME_FILE)
 
     def checkpoint(self, iteration: int) -> str:
         return join(self.uri, checkpoint_name(iteration))
@@ -180,6 +186,11 @@ class SweepFolder:
 
     def report_file(self, name: str) -> str:
         return join(self.report, name)
+
+    @property
+    def outcome(self) -> str:
+        """outcome.json: the sweep's result, its best trial and checkpoint (jobs/common/reports/outcome.py)."""
+        return join(self.uri, OUTCOME_FILE)
 
 
 def experiment(storage_uri: str, name: str) -> RunFolder:

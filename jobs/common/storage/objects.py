@@ -1,11 +1,11 @@
 """Where runs live: an `s3://bucket/prefix` or a local directory; every read and write of it.
 
 Objects go through pyarrow's filesystem layer, the one RLlib and Ray Tune
-use. This module holds storage URIs, a check of the bucket and credentials
-with a clear message (up front, and after a failed write mid-run), and the
-reads and writes: every write is retried through the one policy of retry.py,
-so no caller can pick a write that gives up at the first blip. Where things
-go is layout.py; what a checkpoint is, checkpoints.py.
+use. Every write here is retried through the one policy of retry.py, so no
+caller can pick a write that gives up at the first blip. Callers import this
+module alone: it also hands on the URI helpers (uris.py) and the check of the
+bucket and credentials (reachability.py). Where things go is layout.py; what a
+checkpoint is, checkpoints.py.
 
 S3 settings come from the environment only (AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION): keys are never passed
@@ -16,146 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from jobs.common.errors import StorageError, UserError
+from jobs.common.errors import UserError
+from jobs.common.storage.reachability import check_storage_reachable, s3_client
+from jobs.common.storage.retry import retry_budget_s, retrying
+from jobs.common.storage.uris import STORAGE_ENV_VAR, S3Location, is_s3, join, resolve_storage, validate_storage_uri
 
-STORAGE_ENV_VAR = "RL_STORAGE_URI"
-
-# S3 bucket naming rules (the common subset every S3 implementation accepts).
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def validate_storage_uri(uri: str) -> None:
-    """Accept `s3://bucket[/prefix]` or a local path (absolute, relative or file://)."""
-    if not isinstance(uri, str) or not uri.strip():
-        raise ValueError("storage must be s3://bucket/prefix or a local directory path")
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        if not _BUCKET_RE.match(parsed.netloc or ""):
-            raise ValueError(
-                f"'{parsed.netloc}' is not a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
-                "expected s3://bucket/prefix"
-            )
-        return
-    if parsed.scheme in ("", "file"):
-        return
-    raise ValueError(
-        f"scheme '{parsed.scheme}://' is not supported; use s3://bucket/prefix "
-        "(any S3-compatible server via AWS_ENDPOINT_URL) or a local directory path"
-    )
-
-
-def resolve_storage(explicit: str | None) -> str:
-    """The experiment's storage, else $RL_STORAGE_URI (written by `make cluster-up`)."""
-    uri = explicit or os.environ.get(STORAGE_ENV_VAR)
-    if not uri:
-        raise UserError(
-            "no storage configured: set 'storage' in the experiment, pass --storage s3://bucket/prefix "
-            f"or a local path, or set {STORAGE_ENV_VAR} (`source .cluster/env` after `make cluster-up`)"
-        )
-    try:
-        validate_storage_uri(uri)
-    except ValueError as err:
-        raise UserError(f"storage '{uri}': {err}") from None
-    if urlparse(uri).scheme in ("", "file"):
-        uri = str(Path(urlparse(uri).path if uri.startswith("file://") else uri).expanduser().resolve())
-    return uri.rstrip("/")
-
-
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    key: str
-
-    @classmethod
-    def parse(cls, uri: str) -> S3Location:
-        parsed = urlparse(uri)
-        return cls(bucket=parsed.netloc, key=parsed.path.lstrip("/"))
-
-
-def _s3_client():
-    import boto3
-
-    # boto3 reads AWS_ENDPOINT_URL, the keys and the region from the environment. A new
-    # session each time: the default one keeps the first keys it saw for the whole process.
-    return boto3.session.Session().client("s3", region_name=os.environ.get("AWS_REGION") or "us-east-1")
-
-
-def check_storage_reachable(uri: str) -> None:
-    """Fail fast, before any training, if the bucket or the credentials are wrong.
-
-    Raises StorageError, `transient` when the server is unreachable or busy.
-    Also used after a failed write mid-run, to tell an outage (retry) from a
-    deleted bucket or revoked keys (stop at once, naming which).
-    """
-    if not is_s3(uri):
-        path = Path(uri)
-        existing = next((p for p in [path, *path.parents] if p.exists()), None)
-        if existing is None or not os.access(existing, os.W_OK):
-            raise StorageError(f"storage '{uri}': local directory is not writable (nearest existing: {existing})")
-        return
-
-    import botocore.exceptions
-
-    location = S3Location.parse(uri)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS default endpoint")
-    try:
-        _s3_client().list_objects_v2(Bucket=location.bucket, Prefix=location.key, MaxKeys=1)
-    except botocore.exceptions.NoCredentialsError:
-        raise StorageError(
-            f"storage '{uri}': no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(`source .cluster/env` for the local cluster) or use an instance profile / workload identity"
-        ) from None
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError):
-        raise StorageError(
-            f"storage '{uri}': cannot reach the S3 endpoint {endpoint}; is the S3 server up "
-            "(`make cluster-status`)? Check AWS_ENDPOINT_URL",
-            transient=True,
-        ) from None
-    except botocore.exceptions.ClientError as err:
-        raise _client_error(uri, location, endpoint, err) from None
-
-
-def _client_error(uri: str, location: S3Location, endpoint: str, err) -> StorageError:
-    code = err.response.get("Error", {}).get("Code", "")
-    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
-    masked = f"{access_key[:4]}..." if access_key else "(none)"
-    if code in ("NoSuchBucket", "404"):
-        return StorageError(
-            f"storage '{uri}': bucket '{location.bucket}' does not exist at {endpoint}; create it, "
-            "or point storage at an existing bucket"
-        )
-    if code == "InvalidAccessKeyId":
-        return StorageError(
-            f"storage '{uri}': the S3 server at {endpoint} does not know access key '{masked}' "
-            "(revoked or mistyped); check AWS_ACCESS_KEY_ID"
-        )
-    if code == "SignatureDoesNotMatch":
-        return StorageError(
-            f"storage '{uri}': the secret key for access key '{masked}' is wrong at {endpoint} "
-            "(rotated or mistyped); check AWS_SECRET_ACCESS_KEY"
-        )
-    if code in ("AccessDenied", "403", "Forbidden"):
-        return StorageError(f"storage '{uri}': access denied to bucket '{location.bucket}' for access key '{masked}'")
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    return StorageError(
-        f"storage '{uri}': S3 error {code}: {err.response.get('Error', {}).get('Message', '')}",
-        transient=status >= 500 or code in ("SlowDown", "RequestTimeout"),
-    )
-
+__all__ = [  # the URI helpers and the check live beside this module; callers reach them here
+    "STORAGE_ENV_VAR",
+    "S3Location",
+    "check_storage_reachable",
+    "is_s3",
+    "join",
+    "resolve_storage",
+    "s3_client",
+    "validate_storage_uri",
+]
 
 # --------------------------------------------------------------------------
 # Small objects, through pyarrow (the filesystem layer RLlib and Tune use)
@@ -171,8 +49,6 @@ def filesystem(uri: str):
 
 def write_bytes(uri: str, data: bytes) -> None:
     """One object, written with retries (retry.py)."""
-    from jobs.common.storage.retry import retrying
-
     retrying(lambda: _put(*filesystem(uri), data), f"writing {uri}", uri)
 
 
@@ -181,8 +57,6 @@ def upload_folder(local: Path, uri: str) -> None:
     A checkpoint is some 25 files: one filesystem (one S3 connection pool) for all of them, and
     its folder created once, not before each file (S3 needs no folders below it: the check is
     that the bucket is there). Half the requests, and half the time."""
-    from jobs.common.storage.retry import retrying
-
     fs, root = filesystem(uri)
     retrying(lambda: fs.create_dir(root, recursive=True), f"creating {uri}", uri)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
@@ -218,8 +92,6 @@ def tune_filesystem(uri: str):
     import math
 
     import pyarrow.fs
-
-    from jobs.common.storage.retry import retry_budget_s
 
     attempts = max(3, math.ceil(retry_budget_s() / TUNE_REQUEST_TIMEOUT_S))
     fs = pyarrow.fs.S3FileSystem(

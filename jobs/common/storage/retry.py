@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from jobs.common.errors import StorageError
+from jobs.common.storage.reachability import check_storage_reachable
 
 RETRY_ENV_VAR = "RL_STORAGE_RETRY_S"
 DEFAULT_RETRY_S = 180.0
@@ -65,8 +66,6 @@ def retrying(action: Callable[[], T], what: str, uri: str, budget_s: float | Non
 
 def _diagnose(uri: str, err: OSError) -> StorageError:
     """What S3 says is wrong now. If it answers fine, the failure was a blip: retry."""
-    from jobs.common.storage.objects import check_storage_reachable
-
     try:
         check_storage_reachable(uri)
     except StorageError as failure:
