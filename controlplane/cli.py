@@ -126,8 +126,11 @@ def evaluate(args: argparse.Namespace) -> int:
     if result is None:
         raise ClusterError(f"the evaluation job left no {evaluation.result}; see `ray job logs`")
     local = args.output_dir / evaluation.run_name / evaluation.name / layout.VIDEO_FILE
-    storage.download_file(result.video, local)
     storage.download_file(evaluation.result, local.with_name(layout.RESULT_FILE))
+    if result.video is None:
+        print(f"no video: {result.no_video}", flush=True)
+        return 0
+    storage.download_file(result.video, local)
     print(f"video (local copy): {os.path.relpath(local)}", flush=True)
     return 0
 

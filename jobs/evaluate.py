@@ -89,27 +89,35 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    import gymnasium as gym
     import numpy as np
     import torch
     from PIL import Image
     from ray.rllib.core.rl_module.rl_module import RLModule
 
+    from jobs.common.rllib.envs import make_env
+
     module = RLModule.from_checkpoint(layout.Checkpoint(checkpoint).policy)
     dist_class = module.get_inference_action_dist_cls()
     returns, lengths, frames = [], [], []
+    no_video = None
     for episode in range(episodes):
-        env = gym.make(env_id, render_mode="rgb_array" if episode == 0 else None, **env_config)
+        # The env as training stepped it: actions in [-1, 1], rescaled and clipped inside (envs.py).
+        env = make_env(env_id, env_config, render_mode="rgb_array" if episode == 0 else None)
         obs, _ = env.reset(seed=episode)
         total, steps, done = 0.0, 0, False
         while not done:
-            if episode == 0 and len(frames) < max_frames:
-                frames.append(env.render())
+            if episode == 0 and no_video is None and len(frames) < max_frames:
+                try:
+                    frames.append(env.render())
+                except Exception as err:  # noqa: BLE001 - MuJoCo without OpenGL raises its own FatalError
+                    no_video = (
+                        f"{env_id} cannot render on this node: {type(err).__name__}; for MuJoCo set "
+                        "MUJOCO_GL=egl on a GPU node, or install libosmesa6 and set MUJOCO_GL=osmesa"
+                    )
+                    frames = []
             with torch.no_grad():
                 out = module.forward_inference({"obs": torch.as_tensor(np.asarray(obs)[None], dtype=torch.float32)})
             action = dist_class.from_logits(out["action_dist_inputs"]).to_deterministic().sample()[0].numpy()
-            if isinstance(env.action_space, gym.spaces.Box):
-                action = np.clip(action, env.action_space.low, env.action_space.high)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             steps += 1
@@ -118,10 +126,12 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
         returns.append(total)
         lengths.append(steps)
 
+    if not frames:
+        return {"returns": returns, "lengths": lengths, "gif": None, "no_video": no_video or "no frames rendered"}
     images = [Image.fromarray(frame).reduce(2) for frame in frames]
     gif = io.BytesIO()
     images[0].save(gif, format="GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
-    return {"returns": returns, "lengths": lengths, "gif": gif.getvalue()}
+    return {"returns": returns, "lengths": lengths, "gif": gif.getvalue(), "no_video": None}
 
 
 @exits_cleanly
@@ -163,14 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         std_return=std,
         returns=returns,
         lengths=played["lengths"],
-        video=evaluation.video,
+        video=evaluation.video if played["gif"] else None,
+        no_video=played["no_video"],
     )
-    storage.write_bytes(evaluation.video, played["gif"])
+    if played["gif"]:
+        storage.write_bytes(evaluation.video, played["gif"])
     outcome.write(result, evaluation.result)
 
     local_dir = Path(args.output_dir) / evaluation.run_name / evaluation.name
     local_dir.mkdir(parents=True, exist_ok=True)
-    (local_dir / layout.VIDEO_FILE).write_bytes(played["gif"])
+    if played["gif"]:
+        (local_dir / layout.VIDEO_FILE).write_bytes(played["gif"])
     (local_dir / layout.RESULT_FILE).write_bytes(result.to_json())
 
     for line in result.lines():

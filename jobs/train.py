@@ -355,8 +355,12 @@ def build_algorithm(experiment: Experiment, groups: dict[str, GroupCapacity] | N
     from jobs.common.rllib.trainer import RemoteAlgorithm
 
     if runs_in_one_actor(experiment):
-        # One actor, placed at once: no half-placed job for the build gate to guard against.
-        return RemoteAlgorithm(experiment, group_request(CPU_GROUP) if use_groups else {})
+        resources = group_request(CPU_GROUP) if use_groups else {}
+        if not experiment.env_runners.num_env_runners:
+            # One actor, placed at once: no half-placed job for the build gate to guard against.
+            return RemoteAlgorithm(experiment, resources)
+        with build_gate.building(f"job {experiment.name}"):  # the actor places its env runners
+            return RemoteAlgorithm(experiment, resources)
     # One job at a time places its actors: two half-placed jobs would wait for each other forever.
     with build_gate.building(f"job {experiment.name}"):
         return build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()

@@ -60,7 +60,8 @@ def check_fits(plan: PlacementPlan, groups: dict[str, GroupCapacity]) -> None:
     demand: dict[str, float] = {}
     demand[CPU_GROUP] = runners.num_env_runners * runners.num_cpus_per_env_runner
     group = learners.group
-    demand[group] = demand.get(group, 0) + learners.num_learners * learners.num_cpus_per_learner
+    # Learners that share the env runners' cores reserve none: they train while the runners wait.
+    demand[group] = demand.get(group, 0) + learners.num_learners * learners.reserved_cpus_per_learner
     for name, cpus in demand.items():
         capacity = groups.get(name)
         if capacity is None:
@@ -92,9 +93,10 @@ def _learners_pack(learners: LearnerPlan, groups: dict[str, GroupCapacity]) -> l
     """Each learner needs its CPUs and its GPU on one node: the totals can fit
     while the nodes cannot (2 nodes x 2 GPUs x 3 CPUs hold 2 learners of 2 CPUs, not 4)."""
     capacity = groups.get(learners.group) if learners.group else None
-    if capacity is None or not learners.num_learners or not isinstance(learners.num_cpus_per_learner, int):
+    reserved = learners.reserved_cpus_per_learner
+    if capacity is None or not learners.num_learners or not isinstance(reserved, int) or not reserved:
         return []
-    per_node = math.floor(capacity.cpus_per_node / learners.num_cpus_per_learner)
+    per_node = math.floor(capacity.cpus_per_node / reserved)
     if learners.num_gpus_per_learner:
         per_node = min(per_node, math.floor(capacity.gpus_per_node / learners.num_gpus_per_learner))
     fits = capacity.max_nodes * per_node

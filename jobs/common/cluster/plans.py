@@ -31,6 +31,18 @@ class LearnerPlan:
     # learner. None: left out, Ray's default applies per learner.
     minibatch_size: int | None = None
     minibatch_size_per_learner: int | None = None
+    # CPU learners on the env runners' cores (learners.share_env_runner_cpus): they reserve none.
+    shares_env_runner_cpus: bool = False
+
+    @property
+    def reserved_cpus_per_learner(self) -> int | str:
+        """What Ray reserves for each learner: its CPUs, or none where it shares the env runners'."""
+        return 0 if self.shares_env_runner_cpus else self.num_cpus_per_learner
+
+    @property
+    def torch_threads(self) -> int | None:
+        """Each learner's torch threads: its CPUs (None: RLlib's "auto", inside a trial's actor)."""
+        return self.num_cpus_per_learner if isinstance(self.num_cpus_per_learner, int) else None
 
     @property
     def remote(self) -> bool:
@@ -106,6 +118,7 @@ def learner_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | None
         minibatch_size_per_learner=split_over_learners(
             "training.minibatch_size", training.minibatch_size, num_learners
         ),
+        shares_env_runner_cpus=learners.share_env_runner_cpus and gpus == 0,
     )
 
 
@@ -117,15 +130,18 @@ def placement_plan(experiment: Experiment, groups: dict[str, GroupCapacity] | No
     )
 
 
-def in_process_plan(experiment: Experiment, gpus: float = 0) -> LearnerPlan:
+def in_process_plan(experiment: Experiment, gpus: float = 0, threads: bool = False) -> LearnerPlan:
     """A sweep trial: sampling in the local env runner and learning in the
     local learner, all inside the trial's one actor (which Tune places). No
     remote actors to start makes a small trial seconds cheaper. One learner:
-    it takes the whole batch and the whole minibatch."""
+    it takes the whole batch and the whole minibatch. `threads` (the trainer
+    actor, jobs/common/rllib/trainer.py): the learner trains on
+    learners.num_cpus_per_learner torch threads, also where its actor reserves
+    none (it shares the env runners' cores)."""
     return LearnerPlan(
         num_learners=0,
         num_gpus_per_learner=1 if gpus > 0 else 0,
-        num_cpus_per_learner="auto",
+        num_cpus_per_learner=experiment.learners.num_cpus_per_learner if threads else "auto",
         group=None,
         cpu_stand_in=False,
         torch_compile=experiment.learners.torch_compile,

@@ -71,12 +71,14 @@ class EvaluationOutcome(Outcome):
     std_return: float
     returns: list[float]
     lengths: list[int]
-    video: str
+    # None where the env could not render here (why: `no_video`).
+    video: str | None
+    no_video: str | None = None
 
     def lines(self) -> list[str]:
         return [
             f"mean_return: {self.mean_return:.1f} std: {self.std_return:.1f} episodes: {self.episodes} "
-            f"video: {self.video}"
+            f"video: {self.video or 'none (' + str(self.no_video) + ')'}"
         ]
 
 

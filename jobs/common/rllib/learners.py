@@ -31,20 +31,25 @@ def assigned_cpus() -> int | None:
     return max(1, math.floor(cpus)) if cpus else None
 
 
-def follow_assigned_cpus() -> int:
-    """Set torch's intra-op threads to the actor's CPUs; returns the threads in use."""
-    cpus = assigned_cpus()
+# The key of RLlib's learner_config_dict that names a learner's torch threads (jobs/common/rllib/ppo.py):
+# its CPUs, also where it reserves none because it shares the env runners' cores.
+TORCH_THREADS = "torch_threads"
+
+
+def follow_assigned_cpus(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads`, else to the actor's CPUs; returns the threads in use."""
+    cpus = threads or assigned_cpus()
     if cpus is not None and torch.get_num_threads() != cpus:
         torch.set_num_threads(cpus)
     return torch.get_num_threads()
 
 
 class ThreadedPPOTorchLearner(PPOTorchLearner):
-    """PPO's torch learner, training on as many threads as its actor has CPUs
-    (experiment key learners.num_cpus_per_learner)."""
+    """PPO's torch learner, training on learners.num_cpus_per_learner threads: as many as its actor
+    has CPUs, or as the env runners' cores it shares (learners.share_env_runner_cpus)."""
 
     def build(self) -> None:
-        follow_assigned_cpus()
+        follow_assigned_cpus((self.config.learner_config_dict or {}).get(TORCH_THREADS))
         super().build()
 
 

@@ -28,17 +28,22 @@ def build_ppo_config(
     use_groups: bool = True,
     groups: dict[str, GroupCapacity] | None = None,
     in_process_gpus: float | None = None,
+    remote_env_runners: bool = False,
 ):
     """The PPOConfig for this experiment. `use_groups` pins components to
     worker groups (see jobs.common.cluster.placement); off on a plain Ray cluster.
-    `in_process_gpus` (sweep trials): everything in this process, see in_process_plan."""
+    `in_process_gpus` (sweep trials, the trainer actor): the learner in this process, see
+    in_process_plan; the env runners too, unless `remote_env_runners` (the trainer actor's)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
+    from jobs.common.rllib import envs
+    from jobs.common.rllib.learners import TORCH_THREADS, MixedPrecisionPPOTorchLearner, ThreadedPPOTorchLearner
+
     in_process = in_process_gpus is not None
     if in_process:
-        learners = in_process_plan(experiment, in_process_gpus)
-        use_groups = False
+        learners = in_process_plan(experiment, in_process_gpus, threads=remote_env_runners)
+        use_groups = use_groups and remote_env_runners
     else:
         learners = learner_plan(experiment, groups)
     runners = experiment.env_runners
@@ -55,9 +60,15 @@ def build_ppo_config(
         PPOConfig()
         # The new API stack is the only one this project uses (and Ray 2.60's default).
         .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
-        .environment(experiment.env, env_config=dict(experiment.env_config))
+        # Continuous actions are rescaled and clipped inside the env (envs.py), not per item by RLlib.
+        .environment(
+            envs.registered(experiment.env),
+            env_config=dict(experiment.env_config),
+            normalize_actions=False,
+            clip_actions=False,
+        )
         .env_runners(
-            num_env_runners=0 if in_process else runners.num_env_runners,
+            num_env_runners=0 if in_process and not remote_env_runners else runners.num_env_runners,
             num_envs_per_env_runner=runners.num_envs_per_env_runner,
             # "auto": total batch / (runners x envs per runner), so that one
             # round of sampling fills exactly one update's batch.
@@ -68,8 +79,10 @@ def build_ppo_config(
         .learners(
             num_learners=learners.num_learners,
             num_gpus_per_learner=learners.num_gpus_per_learner,
-            num_cpus_per_learner=learners.num_cpus_per_learner,
+            num_cpus_per_learner=learners.reserved_cpus_per_learner,
             custom_resources_per_learner=group_request(learners.group) if use_groups and learners.group else {},
+            # learners.py sets the learners' torch threads from this (a sharing learner reserves no CPUs).
+            learner_config_dict={TORCH_THREADS: learners.torch_threads},
         )
         .training(**training)
         .rl_module(
@@ -93,8 +106,6 @@ def build_ppo_config(
     )
     if learners.torch_compile:
         config.framework(torch_compile_learner=True)
-    from jobs.common.rllib.learners import MixedPrecisionPPOTorchLearner, ThreadedPPOTorchLearner
-
     # Torch threads follow the learner's CPUs (learners.py says why Ray alone is not enough).
     config.learners(
         learner_class=MixedPrecisionPPOTorchLearner if learners.mixed_precision else ThreadedPPOTorchLearner
@@ -115,7 +126,7 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
     return {
         "algorithm": "PPO",
         "api_stack": "new (RLModule + Learner, EnvRunner + ConnectorV2)",
-        "environment": {"env": config.env, "env_config": config.env_config},
+        "environment": {"env": experiment.env, "env_config": config.env_config},
         "env_runners": {
             "num_env_runners": config.num_env_runners,
             "num_envs_per_env_runner": config.num_envs_per_env_runner,
@@ -128,7 +139,8 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             "num_learners": config.num_learners,
             "num_gpus_per_learner": config.num_gpus_per_learner,
             "num_cpus_per_learner": config.num_cpus_per_learner,
-            "torch_threads_per_learner": config.num_cpus_per_learner,
+            "torch_threads_per_learner": plan.learners.torch_threads or config.num_cpus_per_learner,
+            "shares_env_runner_cpus": plan.learners.shares_env_runner_cpus,
             "custom_resources_per_learner": config.custom_resources_per_learner,
             "cpu_stand_in_for_gpus": plan.learners.cpu_stand_in,
             "torch_compile_learner": config.torch_compile_learner,

@@ -1,13 +1,17 @@
-"""A small experiment as one actor on the CPU group: sampling and learning in-process.
+"""The algorithm in one actor on the CPU group, learning in-process, where it needs no learner actor.
 
-An experiment with no remote env runners and no GPU learners
-(`env_runners.num_env_runners: 0`, `learners.num_gpus: 0`, one learner) needs
-no remote actors: RLlib's local env runner and local learner do the work.
-Inside the driver they would put training on the head, which takes none; so
-the whole algorithm lives in one actor on the CPU group, as a sweep trial
-does, and the driver's loop (jobs/common/run/loop.py) drives it. Building it
-starts one worker process instead of an env runner and a learner, each with
-its own imports: seconds saved on every small run.
+- A small experiment (`env_runners.num_env_runners: 0`, `learners.num_gpus: 0`, one learner) needs
+  no remote actors: RLlib's local env runner and local learner do the work. Building it starts one
+  worker process instead of an env runner and a learner, each with its own imports: seconds saved
+  on every small run.
+- One CPU learner on the env runners' cores (`learners.share_env_runner_cpus`): the actor holds the
+  algorithm and its local learner, and its remote env runners sample. The episodes go from the runners
+  straight to the learner, not to the driver and then on to a learner actor: on MuJoCo a second copy
+  of 10-20 MB an iteration (bench/throughput.py).
+
+Inside the driver the learner would put training on the head, which takes none; so the algorithm
+lives in one actor on the CPU group, as a sweep trial does, and the driver's loop
+(jobs/common/run/loop.py) drives it.
 
 The actor hands each checkpoint's files to the driver, which writes them
 through the same writer (and retries, and messages) as every other run: a
@@ -27,21 +31,30 @@ from jobs.common.storage import checkpoints
 
 def runs_in_one_actor(experiment: Experiment) -> bool:
     learners = experiment.learners
-    return experiment.env_runners.num_env_runners == 0 and learners.num_gpus == 0 and learners.num_learners == 1
+    one_cpu_learner = learners.num_gpus == 0 and learners.num_learners == 1
+    return one_cpu_learner and (experiment.env_runners.num_env_runners == 0 or learners.share_env_runner_cpus)
+
+
+def build_in_actor(experiment: Experiment, use_groups: bool):
+    """The algorithm as the actor holds it: a local learner on the experiment's CPUs (as torch
+    threads), the env runners remote where the experiment has any (on the CPU group with `use_groups`)."""
+    from jobs.common.rllib.ppo import build_ppo_config
+
+    return build_ppo_config(experiment, in_process_gpus=0, remote_env_runners=True, use_groups=use_groups).build_algo()
 
 
 class TrainerActor:
     """Holds the algorithm; each method is one remote call from the driver."""
 
-    def __init__(self, experiment: dict[str, Any]):
-        from jobs.common.rllib.ppo import build_ppo_config, rejected
+    def __init__(self, experiment: dict[str, Any], use_groups: bool = False):
+        from jobs.common.rllib.ppo import rejected
 
         self.experiment = parse_experiment(experiment, source="<trainer>").experiment
         # Ray's own checks of the settings, as one clear message from ready() (a constructor that
         # raises reaches the driver as a dead actor and a traceback).
         self.failed: UserError | None = None
         try:
-            self.algo = build_ppo_config(self.experiment, in_process_gpus=0).build_algo()
+            self.algo = build_in_actor(self.experiment, use_groups)
         except (ValueError, TypeError) as err:
             self.failed = rejected(f"experiment '{self.experiment.name}'", err)
 
@@ -50,10 +63,12 @@ class TrainerActor:
             raise self.failed
 
     def train(self) -> dict[str, Any]:
+        from jobs.common.run.loop import ENV_RUNNERS_KEY, env_runner_health
+
         result = self.algo.train()
         # What the loop, the progress lines and the reports read; not the whole result tree.
         kept = ("num_env_steps_sampled_lifetime", "env_runners", "learners")
-        return {key: result[key] for key in kept if key in result}
+        return {**{key: result[key] for key in kept if key in result}, ENV_RUNNERS_KEY: env_runner_health(self.algo)}
 
     def restore(self, path: str) -> None:
         checkpoints.restore(self.algo, path)
@@ -72,9 +87,13 @@ class RemoteAlgorithm:
     def __init__(self, experiment: Experiment, resources: dict[str, float]):
         import ray
 
-        options: dict[str, Any] = {"num_cpus": experiment.learners.num_cpus_per_learner, "resources": resources}
+        learners = experiment.learners
+        # A learner on the env runners' cores reserves none of its own (it learns while they wait).
+        cpus = 0 if learners.share_env_runner_cpus else learners.num_cpus_per_learner
+        options: dict[str, Any] = {"num_cpus": cpus, "resources": resources}
         actor_class = ray.remote(TrainerActor).options(**options)
-        self.actor = actor_class.remote(experiment.model_dump(by_alias=True, mode="json"))
+        self.actor = actor_class.remote(experiment.model_dump(by_alias=True, mode="json"), bool(resources))
+        self.health: tuple[int, int] | None = None
         try:
             self._get(self.actor.ready.remote())  # built (or failed) before the first iteration
         except BaseException:
@@ -82,7 +101,15 @@ class RemoteAlgorithm:
             raise
 
     def train(self) -> dict[str, Any]:
-        return self._get(self.actor.train.remote())
+        from jobs.common.run.loop import ENV_RUNNERS_KEY
+
+        result = self._get(self.actor.train.remote())
+        self.health = result.pop(ENV_RUNNERS_KEY, None)
+        return result
+
+    def env_runner_health(self) -> tuple[int, int] | None:
+        """(healthy, configured) remote env runners as of the last iteration; None without any."""
+        return self.health
 
     def restore(self, uri: str) -> None:
         """The actor restores, on its own node (from a local copy there, where the checkpoint is in S3)."""

@@ -24,6 +24,8 @@ ENV_RUNNERS_KEY = "rl_env_runners"
 
 def env_runner_health(algo) -> tuple[int, int] | None:
     """How many of the algorithm's remote env runners answer, of how many; None without remote ones."""
+    if hasattr(algo, "env_runner_health"):  # the algorithm in an actor (jobs/common/rllib/trainer.py)
+        return algo.env_runner_health()
     group = getattr(algo, "env_runner_group", None)
     if group is None or not group.num_remote_env_runners():
         return None

@@ -66,12 +66,25 @@ class Learners(Section):
     # CPUs each remote learner reserves; its torch threads follow (a CPU learner
     # trains on this many cores; a GPU learner uses them for data preparation).
     num_cpus_per_learner: int = Field(1, ge=1, le=256)
+    # CPU learners that train on the env runners' cores instead of reserving their own: PPO alternates
+    # sampling and learning, so the cores that sample also learn (num_cpus_per_learner torch threads,
+    # no CPUs reserved, on the CPU group). Every core busy in each phase, on as many cores as the runners'.
+    share_env_runner_cpus: bool = False
     gpu_fallback: Literal["none", "cpu"] = "none"
     # torch.compile of the learner's forward_train (RLlib's torch_compile_learner).
     torch_compile: bool = False
     # bfloat16 autocast in the learner's forward and loss; weights stay float32.
     # GPU learners only: CPU learners (and CPU stand-ins) stay float32.
     mixed_precision: bool = False
+
+    @model_validator(mode="after")
+    def _sharing_is_for_cpu_learners(self):
+        if self.share_env_runner_cpus and self.num_gpus:
+            raise ValueError(
+                f"share_env_runner_cpus is for CPU learners (num_gpus: 0); num_gpus is {self.num_gpus}: GPU learners "
+                "run on the GPU group's own CPUs"
+            )
+        return self
 
 
 class Training(Section):

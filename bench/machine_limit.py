@@ -1,0 +1,128 @@
+"""What this machine can do on an experiment's shape, without Ray or RLlib: the limit bench/throughput.py
+measures the project against.
+
+Sampling: `num_envs_per_env_runner` vectorised envs (gymnasium's sync vector env) stepped by the
+experiment's policy network (a forward pass and a Gaussian sample per step, as PPO's continuous policy
+does), on one core: env steps per second per core. Learning: one PPO update of the experiment's batch
+(its epochs and minibatches; policy and value networks, the clipped loss, Adam), on `cores` torch
+threads. The limit of one iteration on `cores` cores: the batch sampled at the one-core rate on every
+core, then the update, since PPO alternates the two.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Limit:
+    steps_per_s_per_core: float
+    update_s: float
+    cores: int
+    batch: int
+
+    @property
+    def sample_s(self) -> float:
+        return self.batch / (self.steps_per_s_per_core * self.cores)
+
+    @property
+    def iteration_s(self) -> float:
+        return self.sample_s + self.update_s
+
+
+def _network(sizes: list[int], activation: str):
+    import torch
+
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "linear": torch.nn.Identity}[activation]
+    layers: list = []
+    for inputs, outputs in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [torch.nn.Linear(inputs, outputs), act()]
+    layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
+    return torch.nn.Sequential(*layers)
+
+
+def sampling_rate(env_id: str, num_envs: int, hidden: list[int], activation: str, seconds: float = 6.0) -> float:
+    """Env steps per second on one core: vectorised envs plus the policy's forward pass and sampling."""
+    import gymnasium as gym
+    import torch
+
+    torch.set_num_threads(1)
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+    obs_size = int(np.prod(envs.single_observation_space.shape))
+    act_size = int(np.prod(envs.single_action_space.shape))
+    policy = _network([obs_size, *hidden, 2 * act_size], activation)
+    obs, _ = envs.reset(seed=0)
+    steps, started, warm = 0, None, 50
+    with torch.no_grad():
+        for step in range(10**9):
+            if step == warm:
+                started, steps = time.perf_counter(), 0
+            mean, log_std = policy(torch.as_tensor(obs, dtype=torch.float32)).chunk(2, dim=-1)
+            actions = torch.normal(mean, log_std.exp()).numpy()
+            obs, *_ = envs.step(actions)
+            steps += num_envs
+            if started is not None and time.perf_counter() - started >= seconds:
+                break
+    envs.close()
+    return steps / (time.perf_counter() - started)
+
+
+def update_seconds(obs_size: int, act_size: int, hidden: list[int], activation: str, batch: int, minibatch: int,
+                   epochs: int, threads: int, repeats: int = 2) -> float:  # fmt: skip
+    """One PPO update of `batch` samples (`epochs` passes in minibatches of `minibatch`) on `threads`
+    torch threads: the fastest of `repeats` after a warm-up one."""
+    import torch
+
+    torch.set_num_threads(threads)
+    policy = _network([obs_size, *hidden, 2 * act_size], activation)
+    value = _network([obs_size, *hidden, 1], activation)
+    optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=3e-4)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn(batch, obs_size, generator=generator)
+    actions = torch.randn(batch, act_size, generator=generator)
+    old_logp = torch.randn(batch, generator=generator)
+    advantages = torch.randn(batch, generator=generator)
+    returns = torch.randn(batch, generator=generator)
+
+    def one_update() -> float:
+        started = time.perf_counter()
+        for _ in range(epochs):
+            order = torch.randperm(batch, generator=generator)
+            for start in range(0, batch, minibatch):
+                index = order[start : start + minibatch]
+                mean, log_std = policy(obs[index]).chunk(2, dim=-1)
+                dist = torch.distributions.Normal(mean, log_std.exp())
+                logp = dist.log_prob(actions[index]).sum(-1)
+                ratio = (logp - old_logp[index]).exp()
+                surrogate = torch.min(ratio * advantages[index], ratio.clamp(0.8, 1.2) * advantages[index])
+                value_loss = (value(obs[index]).squeeze(-1) - returns[index]).pow(2)
+                loss = -surrogate.mean() + 0.5 * value_loss.mean() - 0.0 * dist.entropy().sum(-1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([*policy.parameters(), *value.parameters()], 0.5)
+                optimizer.step()
+        return time.perf_counter() - started
+
+    one_update()
+    return min(one_update() for _ in range(repeats))
+
+
+def measure(experiment, cores: int) -> Limit:
+    """The limit of one iteration of `experiment` on `cores` cores."""
+    import gymnasium as gym
+
+    hidden, activation = list(experiment.model.fcnet_hiddens), experiment.model.fcnet_activation
+    num_envs = experiment.env_runners.num_envs_per_env_runner
+    rate = sampling_rate(experiment.env, num_envs, hidden, activation)
+    env = gym.make(experiment.env)
+    obs_size = int(np.prod(env.observation_space.shape))
+    act_size = int(np.prod(env.action_space.shape))
+    env.close()
+    training = experiment.training
+    batch = training.train_batch_size or 4000
+    minibatch = training.minibatch_size or 128
+    seconds = update_seconds(obs_size, act_size, hidden, activation, batch, minibatch, training.num_epochs or 1, cores)
+    return Limit(steps_per_s_per_core=rate, update_s=seconds, cores=cores, batch=batch)
