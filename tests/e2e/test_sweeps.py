@@ -149,9 +149,11 @@ def ray_cli(cluster, *args: str) -> subprocess.CompletedProcess:
 
 def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     name = f"e2e-resume-{RUN}"
-    # No early solves: every trial runs to 40 iterations (a checkpoint every 5), so a trial caught with
+    # No early solves: every trial runs to 60 iterations (a checkpoint every 5), so a trial caught with
     # a checkpoint and 30 or more iterations to go is still unfinished when `ray job stop` has stopped it.
-    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=40000", "--set", FIFO,
+    # The window to catch that in (its pointer at iteration 5 to 25, about 7 s) is wide enough for a
+    # busy machine's polling: at 40 iterations (pointer at 5 or 10, about 3 s) a CI run missed it once.
+    args = ("--name", name, "--set", "num_samples=1", "--set", "stop.env_steps=60000", "--set", FIFO,
             "--set", "overrides={checkpoint: {every_n_iterations: 5}}",
             "--set", "stop.episode_return_mean=null", "--set", "best=null")  # fmt: skip
     config = "jobs/sweeps/cartpole-seed.yaml"  # 2 x 2 grid x 1 sample = 4 trials
@@ -160,14 +162,14 @@ def test_stopped_sweep_resumes_and_runs_no_finished_trial_again(cluster):
     job_id = job_id_of(submitted.stdout)
     client = cluster.jobs()
 
-    # Stop it once a trial has finished and another has an early checkpoint (iteration 5 or 10).
+    # Stop it once a trial has finished and another has an early checkpoint (iteration 25 at most).
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         pointers = trial_pointers(cluster, name).values()
-        if any(p["finished"] for p in pointers) and any(not p["finished"] and p["iteration"] <= 10 for p in pointers):
+        if any(p["finished"] for p in pointers) and any(not p["finished"] and p["iteration"] <= 25 for p in pointers):
             break
         assert str(client.get_job_status(job_id)) not in ("SUCCEEDED", "FAILED"), client.get_job_logs(job_id)[-3000:]
-        time.sleep(1)
+        time.sleep(0.5)
     else:
         pytest.fail("no finished and unfinished trial with checkpoints side by side in 10 minutes")
     stopped = ray_cli(cluster, "job", "stop", job_id)
