@@ -394,3 +394,74 @@ def test_the_fault_bench_shows_failed_tests_as_failed_rows(tmp_path, monkeypatch
     assert "4 of 5 fault tests did not pass" in printed
     for fault in written:
         assert fault in printed
+
+
+# --------------------------------------------------------------------------
+# bench/machine_limit.py, bench/throughput.py and bench/halfcheetah.py
+# --------------------------------------------------------------------------
+
+
+def test_the_limit_samples_the_batch_on_every_core_then_learns():
+    from bench.machine_limit import Limit
+
+    limit = Limit(steps_per_s_per_core=20_000.0, update_s=1.5, cores=2, batch=16_000)
+    assert limit.sample_s == pytest.approx(0.4)  # 16,000 steps at 20,000/s on each of 2 cores
+    assert limit.iteration_s == pytest.approx(1.9)
+
+
+def test_the_throughput_summary_leaves_out_the_warm_up_and_compares_medians_with_the_limit():
+    from bench import throughput
+    from bench.machine_limit import Limit
+
+    def row(iteration, seconds, sample_s, per_core):
+        return {"iteration": iteration, "iteration_s": seconds, "sample_s": sample_s, "learn_s": seconds - sample_s,
+                "other_s": 0.0, "steps_per_s": 16_384 / seconds, "sample_steps_per_s_per_core": per_core}  # fmt: skip
+
+    rows = [row("warm-up", 9.0, 5.0, 1_000.0), row(1, 2.0, 0.5, 12_000.0), row(2, 3.0, 0.7, 10_000.0),
+            row(3, 2.5, 0.6, 11_000.0)]  # fmt: skip
+    limit = Limit(steps_per_s_per_core=22_000.0, update_s=1.0, cores=2, batch=16_384)
+    summary = throughput.summary(rows, limit)
+    assert summary["iteration_s"] == 2.5  # the warm-up's 9 s would make it 2.75
+    assert summary["x_limit"] == pytest.approx(2.5 / limit.iteration_s)
+    assert summary["sampling_vs_one_core"] == pytest.approx(11_000 / 22_000)
+
+
+def test_env_runner_cores_count_every_runner_or_the_one_in_process():
+    from bench.throughput import env_runner_cores
+
+    experiment = load_experiment(REPO_ROOT / "jobs/experiments/ppo-halfcheetah-cpu.yaml").experiment
+    assert env_runner_cores(experiment) == 2
+    in_process = load_experiment(REPO_ROOT / "jobs/experiments/ppo-cartpole.yaml").experiment
+    assert in_process.env_runners.num_env_runners == 0 and env_runner_cores(in_process) == 1
+
+
+def test_halfcheetah_keeps_every_finished_run_when_a_later_one_fails(tmp_path, monkeypatch):
+    from bench import halfcheetah
+
+    out = tmp_path / "halfcheetah.json"
+    done = []
+
+    def one_run(contender, seed, args):
+        if done:
+            raise KeyboardInterrupt  # a run of hours stopped by hand
+        done.append(contender)
+        stopped = "episode_return_mean 1510.0 >= 1500"
+        return {"contender": contender, "seed": seed, "reached": True, "exit_status": 0, "time_s": 60.0,
+                "env_steps": 50_000, "last_return": 1_510.0, "stopped": stopped}  # fmt: skip
+
+    monkeypatch.setattr(halfcheetah, "one_run", one_run)
+    with pytest.raises(KeyboardInterrupt):
+        halfcheetah.main(["--only", "ours", "rllib", "--seeds", "0", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert [row["contender"] for row in record["rows"]] == ["ours"]
+    assert record["target"] == 1500.0 and record["window"] == 20 and record["max_env_steps"] == 2_000_000
+
+
+def test_halfcheetah_judges_sb3_by_the_experiments_stop_rule():
+    from bench import halfcheetah
+
+    stop = halfcheetah._stop(halfcheetah.parse_args(["--max-env-steps", "1000", "--max-minutes", "1"]))
+    assert stop.reason(iteration=3, env_steps=999, ret=1_499.0, time_s=59.0) is None
+    assert stop.reason(iteration=3, env_steps=999, ret=1_500.0, time_s=59.0).startswith("episode_return_mean")
+    assert stop.reason(iteration=3, env_steps=1_000, ret=0.0, time_s=1.0).startswith("env_steps")
+    assert stop.reason(iteration=3, env_steps=1, ret=0.0, time_s=60.0).startswith("time 60s")
