@@ -55,36 +55,33 @@ def _stop(args):
     return Stop(episode_return_mean=args.target, env_steps=args.max_env_steps, time_s=args.max_minutes * 60)
 
 
-def run_ours(args) -> dict:
+def _train_in_local_ray(build, args) -> dict:
+    """`build()`'s RLlib algorithm in a local Ray of this machine's cores, trained until the stop rule."""
     import ray
 
     from bench.plain_rllib_ppo import train_until
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    algo = build()
+    try:
+        return train_until(algo, _stop(args), WINDOW, out=lambda line: print(line, flush=True))
+    finally:
+        algo.stop()
+        ray.shutdown()
+
+
+def run_ours(args) -> dict:
     from jobs.common.rllib.trainer import build_in_actor
     from jobs.common.schema.experiment import load_experiment
 
     experiment = load_experiment(REPO_ROOT / EXPERIMENT, [f"seed={args.seed}"]).experiment
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    algo = build_in_actor(experiment, use_groups=False)
-    try:
-        return train_until(algo, _stop(args), WINDOW, out=lambda line: print(line, flush=True))
-    finally:
-        algo.stop()
-        ray.shutdown()
+    return _train_in_local_ray(lambda: build_in_actor(experiment, use_groups=False), args)
 
 
 def run_rllib(args) -> dict:
-    import ray
     from ray.rllib.algorithms.ppo import PPOConfig
 
-    from bench.plain_rllib_ppo import train_until
-
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    algo = PPOConfig().environment(ENV).debugging(seed=args.seed).build_algo()
-    try:
-        return train_until(algo, _stop(args), WINDOW, out=lambda line: print(line, flush=True))
-    finally:
-        algo.stop()
-        ray.shutdown()
+    return _train_in_local_ray(lambda: PPOConfig().environment(ENV).debugging(seed=args.seed).build_algo(), args)
 
 
 def zoo_hyperparameters() -> dict:

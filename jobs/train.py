@@ -13,6 +13,7 @@ from it. Output: one progress line per iteration, then a summary; the result is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -356,10 +357,10 @@ def build_algorithm(experiment: Experiment, groups: dict[str, GroupCapacity] | N
 
     if runs_in_one_actor(experiment):
         resources = group_request(CPU_GROUP) if use_groups else {}
-        if not experiment.env_runners.num_env_runners:
-            # One actor, placed at once: no half-placed job for the build gate to guard against.
-            return RemoteAlgorithm(experiment, resources)
-        with build_gate.building(f"job {experiment.name}"):  # the actor places its env runners
+        # One actor alone is placed at once: no half-placed job for the build gate to guard against.
+        # An actor with remote env runners places those itself, so it takes the gate.
+        places_runners = experiment.env_runners.num_env_runners > 0
+        with build_gate.building(f"job {experiment.name}") if places_runners else contextlib.nullcontext():
             return RemoteAlgorithm(experiment, resources)
     # One job at a time places its actors: two half-placed jobs would wait for each other forever.
     with build_gate.building(f"job {experiment.name}"):

@@ -87,10 +87,11 @@ class RemoteAlgorithm:
     def __init__(self, experiment: Experiment, resources: dict[str, float]):
         import ray
 
-        learners = experiment.learners
-        # A learner on the env runners' cores reserves none of its own (it learns while they wait).
-        cpus = 0 if learners.share_env_runner_cpus else learners.num_cpus_per_learner
-        options: dict[str, Any] = {"num_cpus": cpus, "resources": resources}
+        from jobs.common.cluster.plans import learner_plan
+
+        # The actor reserves what its one learner would: none where it shares the env runners' cores.
+        options: dict[str, Any] = {"num_cpus": learner_plan(experiment).reserved_cpus_per_learner,
+                                   "resources": resources}  # fmt: skip
         actor_class = ray.remote(TrainerActor).options(**options)
         self.actor = actor_class.remote(experiment.model_dump(by_alias=True, mode="json"), bool(resources))
         self.health: tuple[int, int] | None = None
