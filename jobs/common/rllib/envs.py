@@ -2,12 +2,18 @@
 inside the env, the same way for training, sweep trials and evaluation.
 
 The policy acts in [-1, 1] on every dimension of a bounded Box action space; the env maps that onto
-the space's bounds and clips (UnitActions): what RLlib's default `normalize_actions` does
-(ray.rllib.utils.spaces.space_utils.unsquash_action), but once per env step in numpy instead of per
+the space's bounds and clips: what RLlib's default `normalize_actions` does
+(ray.rllib.utils.spaces.space_utils.unsquash_action), but in numpy on the whole batch instead of per
 env and action in RLlib's module-to-env connector, which deep-copied, unbatched and tree-mapped every
 action (a fifth of an env runner's time on MuJoCo with 32 envs; bench/throughput.py). So RLlib's own
-normalising and clipping are off (`normalize_actions=False, clip_actions=False`), and jobs.evaluate
-steps the same env.
+normalising and clipping are off (`normalize_actions=False, clip_actions=False`).
+
+Env runners get a vector env of their own (RLlib's `vector_entry_point` mode): Gymnasium's sync
+vector env, the action mapping once per step for all its envs (UnitVectorActions), and no per-step
+infos: nothing in PPO reads them, yet the vector env merged every env's info dict into arrays each
+step, RLlib split them back into dicts and stored and shipped them with the episodes (4 % of an env
+runner's time on HalfCheetah, and more than half of the bytes it sends). jobs.evaluate steps one env
+(make_env) with the same mapping (UnitActions).
 """
 
 from __future__ import annotations
@@ -16,34 +22,93 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import batch_space
 
 # Tune's env registry holds the creator; env runners, learners and trial actors fetch it by this name.
 PREFIX = "ray-rl/"
+# What RLlib adds to the creator's context where it asks for a vector env (gym_env_vectorize_mode).
+NUM_ENVS = "num_envs"
+
+
+class UnitBounds:
+    """The map from [-1, 1] onto a bounded Box's bounds, then a clip to them, on one action or a batch."""
+
+    def __init__(self, space: gym.spaces.Box):
+        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self.identity = bool(np.all(self.low == -1.0) and np.all(self.high == 1.0))
+        self.dtype = space.dtype
+        # What the policy acts in.
+        self.unit_space = gym.spaces.Box(-1.0, 1.0, space.shape, dtype=space.dtype)
+
+    @staticmethod
+    def applies_to(space: gym.Space) -> bool:
+        if not isinstance(space, gym.spaces.Box):
+            return False
+        return bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+
+    def to_env(self, action):
+        if not self.identity:
+            action = self.low + (np.asarray(action) + 1.0) * (self.high - self.low) / 2.0
+        return np.clip(action, self.low, self.high).astype(self.dtype, copy=False)
+
+
+class UnitActions(gym.ActionWrapper):
+    """One env's actions in [-1, 1] (the space the policy sees), mapped onto the env's bounds, then clipped."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.bounds = UnitBounds(env.action_space)
+        self.action_space = self.bounds.unit_space
+
+    def action(self, action):
+        return self.bounds.to_env(action)
+
+
+class UnitVectorActions(gym.vector.VectorActionWrapper):
+    """UnitActions for a vector env: the whole batch of actions in one numpy expression."""
+
+    def __init__(self, env: gym.vector.VectorEnv):
+        super().__init__(env)
+        self.bounds = UnitBounds(env.single_action_space)
+        self.single_action_space = self.bounds.unit_space
+        self.action_space = batch_space(self.single_action_space, env.num_envs)
+
+    def actions(self, actions):
+        return self.bounds.to_env(actions)
+
+
+class NoStepInfos(gym.Wrapper):
+    """An env that returns empty info dicts (see the module's docstring for why training drops them)."""
+
+    def reset(self, **kwargs):
+        observation, _ = self.env.reset(**kwargs)
+        return observation, {}
+
+    def step(self, action):
+        observation, reward, terminated, truncated, _ = self.env.step(action)
+        return observation, reward, terminated, truncated, {}
 
 
 def make_env(env_id: str, env_config: dict[str, Any] | None = None, **kwargs) -> gym.Env:
     """`gym.make(env_id)`, its actions in [-1, 1] where the action space is a bounded Box."""
     env = gym.make(env_id, **dict(env_config or {}), **kwargs)
-    space = env.action_space
-    if isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-        env = UnitActions(env)
-    return env
+    return UnitActions(env) if UnitBounds.applies_to(env.action_space) else env
 
 
-class UnitActions(gym.ActionWrapper):
-    """Actions in [-1, 1] (the space the policy sees), mapped linearly onto the env's bounds, then clipped."""
+def make_vector_env(env_id: str, num_envs: int, env_config: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` in Gymnasium's sync vector env, without step infos, their actions in
+    [-1, 1] where the action space is a bounded Box."""
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", wrappers=[NoStepInfos],
+                        **dict(env_config or {}))  # fmt: skip
+    return UnitVectorActions(envs) if UnitBounds.applies_to(envs.single_action_space) else envs
 
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        inner = env.action_space
-        self.low, self.high = inner.low.astype(np.float64), inner.high.astype(np.float64)
-        self.identity = bool(np.all(self.low == -1.0) and np.all(self.high == 1.0))
-        self.action_space = gym.spaces.Box(-1.0, 1.0, inner.shape, dtype=inner.dtype)
 
-    def action(self, action):
-        if not self.identity:
-            action = self.low + (np.asarray(action) + 1.0) * (self.high - self.low) / 2.0
-        return np.clip(action, self.low, self.high).astype(self.env.action_space.dtype, copy=False)
+def create(env_id: str, context: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:
+    """The creator RLlib calls: a vector env where its context asks for `num_envs` (env runners), else one env."""
+    env_config = dict(context)
+    if NUM_ENVS in env_config:
+        return make_vector_env(env_id, int(env_config.pop(NUM_ENVS)), env_config)
+    return make_env(env_id, env_config)
 
 
 def registered(env_id: str) -> str:
@@ -51,5 +116,5 @@ def registered(env_id: str) -> str:
     from ray.tune.registry import register_env
 
     name = PREFIX + env_id
-    register_env(name, lambda context: make_env(env_id, dict(context)))
+    register_env(name, lambda context: create(env_id, context))
     return name

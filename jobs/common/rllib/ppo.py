@@ -37,7 +37,7 @@ def build_ppo_config(
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from jobs.common.rllib import envs
+    from jobs.common.rllib import connectors, envs
     from jobs.common.rllib.learners import TORCH_THREADS, MixedPrecisionPPOTorchLearner, ThreadedPPOTorchLearner
 
     in_process = in_process_gpus is not None
@@ -75,6 +75,11 @@ def build_ppo_config(
             rollout_fragment_length=runners.rollout_fragment_length,
             num_cpus_per_env_runner=runners.num_cpus_per_env_runner,
             custom_resources_per_env_runner=group_request(CPU_GROUP) if use_groups else {},
+            # The env runners' vector env is the project's own (envs.make_vector_env): actions mapped
+            # on the whole batch, no step infos.
+            gym_env_vectorize_mode="vector_entry_point",
+            # RLlib's default pipelines without their per-env unbatching (connectors.py).
+            **connectors.batched_pipelines(),
         )
         .learners(
             num_learners=learners.num_learners,
