@@ -32,6 +32,14 @@ class Limit:
     def iteration_s(self) -> float:
         return self.sample_s + self.update_s
 
+    @classmethod
+    def mean(cls, limits: list[Limit]) -> Limit:
+        """The mean of limits measured on the same shape: this machine's speed drifts by 10-40 % within the
+        hour, so a bench measures it before and after the run it compares with it."""
+        rate = sum(limit.steps_per_s_per_core for limit in limits) / len(limits)
+        update = sum(limit.update_s for limit in limits) / len(limits)
+        return cls(steps_per_s_per_core=rate, update_s=update, cores=limits[0].cores, batch=limits[0].batch)
+
 
 def _network(sizes: list[int], activation: str):
     import torch

@@ -12,7 +12,8 @@ env-runner core while sampling.
 
 The limit (bench/machine_limit.py): the same shape without Ray in one process: the vectorised envs
 and the policy's forward pass on one core, times the cores; one update of the same batch, epochs and
-minibatch on all of them. Measured in the same run, before Ray starts.
+minibatch on all of them. Measured in the same run, before Ray starts and after it stops; the project
+is compared with the mean of the two (this machine's speed drifts within minutes).
 
 Prints a table and writes bench/out/throughput.json.
 """
@@ -148,6 +149,24 @@ def summary(rows: list[dict], limit: machine_limit.Limit) -> dict:
     }
 
 
+def measure_limit(experiment, cores: int, when: str) -> machine_limit.Limit:
+    limit = machine_limit.measure(experiment, cores)
+    print(f"  limit {when}: {limit.steps_per_s_per_core:,.0f} env steps/s per core; the batch of {limit.batch:,} "
+          f"sampled on {cores} cores in {limit.sample_s:.2f}s, one update in {limit.update_s:.2f}s",
+          flush=True)  # fmt: skip
+    return limit
+
+
+def limit_fields(limit: machine_limit.Limit) -> dict:
+    return {"iteration_s": limit.iteration_s, "sample_s": limit.sample_s, "update_s": limit.update_s,
+            "steps_per_s_per_core": limit.steps_per_s_per_core}  # fmt: skip
+
+
+def limit_cells(name: str, limit: machine_limit.Limit) -> list[str]:
+    return [name, f"{limit.batch:,}", fmt(limit.iteration_s), fmt(limit.sample_s), fmt(limit.update_s), "-",
+            fmt(limit.batch / limit.iteration_s), fmt(limit.steps_per_s_per_core)]  # fmt: skip
+
+
 def fmt(value) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
@@ -174,20 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     print(f"the limit: {experiment.env}, {experiment.env_runners.num_envs_per_env_runner} envs per core, "
           f"{args.cores} cores, without Ray", flush=True)  # fmt: skip
-    limit = machine_limit.measure(experiment, args.cores)
-    print(f"  {limit.steps_per_s_per_core:,.0f} env steps/s per core; the batch of {limit.batch:,} sampled on "
-          f"{args.cores} cores in {limit.sample_s:.2f}s, one update in {limit.update_s:.2f}s", flush=True)  # fmt: skip
+    before = measure_limit(experiment, args.cores, "before")
     print(f"the project: {args.experiment}, {args.iterations} iterations after a warm-up one", flush=True)
     with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - Ray's start-up warnings
         rows = run_project(experiment, args.iterations, args.cores)
-    result = summary(rows, limit)
-    limit_row = ["limit", f"{limit.batch:,}", fmt(limit.iteration_s), fmt(limit.sample_s), fmt(limit.update_s), "-",
-                 fmt(limit.batch / limit.iteration_s), fmt(limit.steps_per_s_per_core)]  # fmt: skip
-    cells = [[fmt(row[key]) for key in ROW_KEYS] for row in rows] + [limit_row]
+    after = measure_limit(experiment, args.cores, "after")
+    limit = machine_limit.Limit.mean([before, after])
+    result = {**summary(rows, limit), "limit_before": limit_fields(before), "limit_after": limit_fields(after)}
+    limits = [("limit before", before), ("limit after", after), ("limit (mean)", limit)]
+    cells = [[fmt(row[key]) for key in ROW_KEYS] for row in rows] + [limit_cells(name, lim) for name, lim in limits]
     print("\n" + table(COLUMNS, cells))
-    print(f"\nmedian iteration {result['iteration_s']:.2f}s = {result['x_limit']:.2f}x the limit "
-          f"({limit.iteration_s:.2f}s); sampling at {100 * result['sampling_vs_one_core']:.0f} % of the one-core "
-          "env + policy rate per env-runner core")  # fmt: skip
+    print(
+        f"\nmedian iteration {result['iteration_s']:.2f}s = {result['x_limit']:.2f}x the limit "
+        f"({limit.iteration_s:.2f}s, the mean of before and after); sampling at "
+        f"{100 * result['sampling_vs_one_core']:.0f} % of the one-core env + policy rate per env-runner core"
+    )
     print("\n" + markdown(COLUMNS, cells))
     write_json(args.out, "throughput", stamp, rows, experiment=args.experiment, cores=args.cores,
                overrides=overrides, summary=result)  # fmt: skip

@@ -465,3 +465,13 @@ def test_halfcheetah_judges_sb3_by_the_experiments_stop_rule():
     assert stop.reason(iteration=3, env_steps=999, ret=1_500.0, time_s=59.0).startswith("episode_return_mean")
     assert stop.reason(iteration=3, env_steps=1_000, ret=0.0, time_s=1.0).startswith("env_steps")
     assert stop.reason(iteration=3, env_steps=1, ret=0.0, time_s=60.0).startswith("time 60s")
+
+
+def test_the_limit_compared_is_the_mean_of_the_one_before_and_the_one_after_the_run():
+    from bench.machine_limit import Limit
+
+    before = Limit(steps_per_s_per_core=30_000.0, update_s=1.0, cores=2, batch=16_000)
+    after = Limit(steps_per_s_per_core=20_000.0, update_s=2.0, cores=2, batch=16_000)
+    mean = Limit.mean([before, after])
+    assert (mean.steps_per_s_per_core, mean.update_s, mean.cores, mean.batch) == (25_000.0, 1.5, 2, 16_000)
+    assert mean.iteration_s == pytest.approx(16_000 / 50_000 + 1.5)
