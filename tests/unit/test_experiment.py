@@ -94,6 +94,11 @@ def test_unknown_environment_names_the_value_and_suggests():
     assert "CartPole-v1" in message
 
 
+def test_num_envs_in_env_config_points_to_the_env_runners_key():
+    message = error_of(env_config={"num_envs": 8})
+    assert "'env_config'" in message and "env_runners.num_envs_per_env_runner" in message
+
+
 @pytest.mark.parametrize(
     "changes, expected",
     [

@@ -214,6 +214,14 @@ class Experiment(Section):
         check_env_registered(value)
         return value
 
+    @field_validator("env_config")
+    @classmethod
+    def _no_vector_size(cls, value):
+        # The env runners ask the env creator for a vector env of this many (jobs/common/rllib/envs.py).
+        if "num_envs" in value:
+            raise ValueError("num_envs is not an env setting here: set env_runners.num_envs_per_env_runner instead")
+        return value
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(by_alias=True, mode="json"), sort_keys=False)
 
