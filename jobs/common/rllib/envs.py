@@ -11,9 +11,9 @@ normalising and clipping are off (`normalize_actions=False, clip_actions=False`)
 Env runners get a vector env of their own (RLlib's `vector_entry_point` mode): Gymnasium's sync
 vector env, the action mapping once per step for all its envs (UnitVectorActions), and no per-step
 infos: nothing in PPO reads them, yet the vector env merged every env's info dict into arrays each
-step, RLlib split them back into dicts and stored and shipped them with the episodes (4 % of an env
-runner's time on HalfCheetah, and more than half of the bytes it sends). jobs.evaluate steps one env
-(make_env) with the same mapping (UnitActions).
+step, RLlib split them back into dicts and stored and shipped them with the episodes (on HalfCheetah
+4 % of an env runner's time, a quarter of the bytes it sends and 40 of the 45 ms it took to pickle
+them). jobs.evaluate steps one env (make_env) with the same mapping (UnitActions) and its infos.
 """
 
 from __future__ import annotations
