@@ -1,8 +1,9 @@
 """What this machine can do on an experiment's shape, without Ray or RLlib: the limit bench/throughput.py
 measures the project against.
 
-Sampling: `num_envs_per_env_runner` vectorised envs (gymnasium's sync vector env) stepped by the
-experiment's policy network (a forward pass and a Gaussian sample per step, as PPO's continuous policy
+Sampling: `num_envs_per_env_runner` vectorised envs, the vector env the env runners step
+(jobs/common/rllib/envs.py: Gymnasium's sync vector env, no infos, actions mapped on the batch), stepped
+by the experiment's policy network (a forward pass and a Gaussian sample per step, as PPO's continuous policy
 does), on one core: env steps per second per core. Learning: one PPO update of the experiment's batch
 (its epochs and minibatches; policy and value networks, the clipped loss, Adam), on `cores` torch
 threads. The limit of one iteration on `cores` cores: the batch sampled at the one-core rate on every
@@ -34,8 +35,9 @@ class Limit:
 
     @classmethod
     def mean(cls, limits: list[Limit]) -> Limit:
-        """The mean of limits measured on the same shape: this machine's speed drifts by 10-40 % within the
-        hour, so a bench measures it before and after the run it compares with it."""
+        """The mean of limits measured on the same shape (of their rates and update times): this machine's
+        speed drifts by 10-40 % within the hour, so a bench measures it before and after the run it
+        compares with it."""
         rate = sum(limit.steps_per_s_per_core for limit in limits) / len(limits)
         update = sum(limit.update_s for limit in limits) / len(limits)
         return cls(steps_per_s_per_core=rate, update_s=update, cores=limits[0].cores, batch=limits[0].batch)
@@ -54,11 +56,12 @@ def _network(sizes: list[int], activation: str):
 
 def sampling_rate(env_id: str, num_envs: int, hidden: list[int], activation: str, seconds: float = 6.0) -> float:
     """Env steps per second on one core: vectorised envs plus the policy's forward pass and sampling."""
-    import gymnasium as gym
     import torch
 
+    from jobs.common.rllib.envs import make_vector_env
+
     torch.set_num_threads(1)
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+    envs = make_vector_env(env_id, num_envs)
     obs_size = int(np.prod(envs.single_observation_space.shape))
     act_size = int(np.prod(envs.single_action_space.shape))
     policy = _network([obs_size, *hidden, 2 * act_size], activation)

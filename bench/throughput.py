@@ -13,7 +13,7 @@ env-runner core while sampling.
 The limit (bench/machine_limit.py): the same shape without Ray in one process: the vectorised envs
 and the policy's forward pass on one core, times the cores; one update of the same batch, epochs and
 minibatch on all of them. Measured in the same run, before Ray starts and after it stops; the project
-is compared with the mean of the two (this machine's speed drifts within minutes).
+is compared with the mean of the two (this machine's speed drifts by 10-40 % within the hour).
 
 Prints a table and writes bench/out/throughput.json.
 """

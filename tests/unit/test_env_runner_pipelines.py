@@ -94,10 +94,13 @@ class Recorder(gym.Env):
         return np.zeros(1, dtype=np.float32), 0.0, False, False, {"x_position": 1.0}
 
 
+RECORDER = "ray-rl-test/VectorRecorder-v0"
+gym.register(id=RECORDER, entry_point=Recorder)
+
+
 @pytest.mark.parametrize(("low", "high"), [([-1, -1], [1, 1]), ([-2, 0], [2, 10])])
 def test_the_env_runners_vector_env_maps_each_envs_actions_as_rllibs_normalize_actions_would(low, high):
-    gym.register(id="ray-rl-test/VectorRecorder-v0", entry_point=Recorder)
-    vector = envs.create("ray-rl-test/VectorRecorder-v0", {"low": low, "high": high, envs.NUM_ENVS: 3})
+    vector = envs.create(RECORDER, {"low": low, "high": high, envs.NUM_ENVS: 3})
     assert vector.num_envs == 3
     assert vector.single_action_space == gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
     _, infos = vector.reset(seed=0)
@@ -118,3 +121,37 @@ def test_one_env_still_comes_from_the_same_creator_where_no_vector_is_asked_for(
     env = envs.create("Pendulum-v1", {})
     assert isinstance(env, gym.Env) and env.action_space == gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
     assert isinstance(envs.create("CartPole-v1", {envs.NUM_ENVS: 2}), gym.vector.VectorEnv)
+
+
+class InPlaceClipper(gym.Env):
+    """An unbounded action space, and an env that clips the action it is given in place."""
+
+    action_space = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action):
+        np.clip(action, -0.5, 0.5, out=action)
+        return np.zeros(1, dtype=np.float32), 0.0, False, False, {}
+
+
+def test_an_env_that_changes_its_action_in_place_leaves_the_batch_the_runner_stores_alone():
+    gym.register(id="ray-rl-test/InPlaceClipper-v0", entry_point=InPlaceClipper)
+    vector = envs.create("ray-rl-test/InPlaceClipper-v0", {envs.NUM_ENVS: 2})
+    vector.reset(seed=0)
+    actions = np.array([[3.0, -3.0], [0.1, 0.2]], dtype=np.float32)
+    sent = actions.copy()
+    vector.step(actions)
+    np.testing.assert_array_equal(actions, sent)
+
+
+def test_env_config_keys_reach_each_env_not_the_vector_env():
+    vector = envs.create("CartPole-v1", {"max_episode_steps": 3, envs.NUM_ENVS: 2})
+    vector.reset(seed=0)
+    for _ in range(2):
+        _, _, _, truncated, _ = vector.step(np.zeros(2, dtype=np.int64))
+        assert not truncated.any()
+    _, _, terminated, truncated, _ = vector.step(np.zeros(2, dtype=np.int64))
+    assert (truncated | terminated).all()  # the third step of each env ends it

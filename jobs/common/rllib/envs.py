@@ -18,6 +18,7 @@ them). jobs.evaluate steps one env (make_env) with the same mapping (UnitActions
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -77,8 +78,18 @@ class UnitVectorActions(gym.vector.VectorActionWrapper):
         return self.bounds.to_env(actions)
 
 
-class NoStepInfos(gym.Wrapper):
-    """An env that returns empty info dicts (see the module's docstring for why training drops them)."""
+class CopiedVectorActions(gym.vector.VectorActionWrapper):
+    """A copy of the batch of actions for the envs: the env runner stores the rows of the array it steps
+    the envs with in its episodes, and an env that changed its action in place would change them too
+    (UnitVectorActions makes its own copy)."""
+
+    def actions(self, actions):
+        return copy.deepcopy(actions)
+
+
+class NoInfos(gym.Wrapper):
+    """An env that returns empty info dicts from reset and step (see the module's docstring for why
+    training drops them)."""
 
     def reset(self, **kwargs):
         observation, _ = self.env.reset(**kwargs)
@@ -96,11 +107,14 @@ def make_env(env_id: str, env_config: dict[str, Any] | None = None, **kwargs) ->
 
 
 def make_vector_env(env_id: str, num_envs: int, env_config: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` in Gymnasium's sync vector env, without step infos, their actions in
-    [-1, 1] where the action space is a bounded Box."""
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", wrappers=[NoStepInfos],
-                        **dict(env_config or {}))  # fmt: skip
-    return UnitVectorActions(envs) if UnitBounds.applies_to(envs.single_action_space) else envs
+    """`num_envs` copies of `gym.make(env_id, **env_config)` in Gymnasium's sync vector env, without infos,
+    their actions in [-1, 1] where the action space is a bounded Box. (Not `gym.make_vec`: it would take
+    env_config's keys that share a name with its own parameters, such as `vector_kwargs`, for itself.)"""
+    config = dict(env_config or {})
+    envs = gym.vector.SyncVectorEnv([lambda: NoInfos(gym.make(env_id, **config)) for _ in range(num_envs)])
+    if UnitBounds.applies_to(envs.single_action_space):
+        return UnitVectorActions(envs)
+    return CopiedVectorActions(envs)
 
 
 def create(env_id: str, context: dict[str, Any]) -> gym.Env | gym.vector.VectorEnv:

@@ -78,7 +78,8 @@ def build_ppo_config(
             # The env runners' vector env is the project's own (envs.make_vector_env): actions mapped
             # on the whole batch, no step infos.
             gym_env_vectorize_mode="vector_entry_point",
-            # RLlib's default pipelines without their per-env unbatching (connectors.py).
+            # RLlib's default pipelines without their per-env unbatching (connectors.py); they leave out
+            # what only recurrent or multi-agent modules need, which the experiment schema has neither of.
             **connectors.batched_pipelines(),
         )
         .learners(
