@@ -2,7 +2,7 @@
 pick, on the same machine, in the same run.
 
     python -m bench.halfcheetah [--seeds 0 1 2] [--target 1500] [--max-env-steps 2000000]
-        [--max-minutes 40] [--only ours sb3 rllib]
+        [--max-minutes 40] [--only ours sb3 rllib] [--set KEY=VALUE ...]   # --set: a key of ours
 
 Contenders, each seed in a process of its own, one after another:
   ours   jobs/experiments/ppo-halfcheetah-cpu.yaml, its algorithm built as jobs.train builds it (the
@@ -74,7 +74,7 @@ def run_ours(args) -> dict:
     from jobs.common.rllib.trainer import build_in_actor
     from jobs.common.schema.experiment import load_experiment
 
-    experiment = load_experiment(REPO_ROOT / EXPERIMENT, [f"seed={args.seed}"]).experiment
+    experiment = load_experiment(REPO_ROOT / EXPERIMENT, [f"seed={args.seed}", *args.overrides]).experiment
     return _train_in_local_ray(lambda: build_in_actor(experiment, use_groups=False), args)
 
 
@@ -152,6 +152,7 @@ def one_run(contender: str, seed: int, args) -> dict:
     command = [sys.executable, "-m", "bench.halfcheetah", "--run", contender, "--seeds", str(seed),
                "--target", str(args.target), "--max-env-steps", str(args.max_env_steps),
                "--max-minutes", str(args.max_minutes)]  # fmt: skip
+    command += [f"--set={override}" for override in args.overrides]
     print(f"\n== {contender}, seed {seed}", flush=True)
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = None
@@ -198,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-env-steps", type=int, default=2_000_000)
     parser.add_argument("--max-minutes", type=float, default=40.0, help="training time cap per run")
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a key of ours ({EXPERIMENT}); repeatable")  # fmt: skip
     parser.add_argument("--run", choices=CONTENDERS, help=argparse.SUPPRESS)  # one run, in its own process
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "halfcheetah.json")
     return parser.parse_args(argv)
@@ -218,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(one_run(contender, seed, args))
             # After every run, not once at the end: a run of hours that is stopped keeps what it measured.
             write_json(args.out, "halfcheetah", stamp, rows, target=args.target, window=WINDOW,
-                       max_env_steps=args.max_env_steps, max_minutes=args.max_minutes, env=ENV)  # fmt: skip
+                       max_env_steps=args.max_env_steps, max_minutes=args.max_minutes, env=ENV,
+                       overrides=args.overrides)  # fmt: skip
     print("\n" + table(COLUMNS, summary_rows(rows)))
     print("\n" + markdown(COLUMNS, summary_rows(rows)))
     return 0 if all(row["exit_status"] == 0 for row in rows) else 1

@@ -81,7 +81,36 @@ def load_checkpoint_experiment(checkpoint: str):
     return parse_experiment(yaml.safe_load(data), source=where).experiment
 
 
-def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_frames: int) -> dict[str, Any]:
+def observation_normaliser(checkpoint: str, observation_space):
+    """Observations as the policy saw them in training where the experiment normalised them
+    (env_runners.observation_filter: MeanStdFilter): RLlib's MeanStdFilter with the checkpoint's statistics,
+    which evaluation leaves as they are. Returns obs -> normalised obs."""
+    from ray.rllib.connectors.env_to_module import EnvToModulePipeline, MeanStdFilter
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from jobs.common.rllib.connectors import MEAN_STD_FILTER
+
+    where = layout.Checkpoint(checkpoint).env_to_module
+    state = EnvToModulePipeline.from_checkpoint(where).get_state().get(MEAN_STD_FILTER)
+    if not state:
+        raise UserError(f"checkpoint '{checkpoint}': its experiment normalises observations, but {where} holds "
+                        f"no {MEAN_STD_FILTER} statistics to normalise them with")  # fmt: skip
+    obs_filter = MeanStdFilter(update_stats=False)
+    # Set after construction: RLlib 2.60's MeanStdFilter reads its clip value before it has set it
+    # when the space comes with the constructor.
+    obs_filter.input_observation_space = observation_space
+    obs_filter.set_state(state)
+
+    def normalise(observation):
+        episode = SingleAgentEpisode(observations=[observation], observation_space=observation_space)
+        obs_filter(rl_module=None, batch={}, episodes=[episode])
+        return episode.get_observations(-1)
+
+    return normalise
+
+
+def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_frames: int,
+         observation_filter: str = "NoFilter") -> dict[str, Any]:  # fmt: skip
     """Deterministic episodes with the restored RLModule; frames of the first one as GIF bytes."""
     import os
 
@@ -94,10 +123,15 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
     from PIL import Image
     from ray.rllib.core.rl_module.rl_module import RLModule
 
+    from jobs.common.rllib.connectors import MEAN_STD_FILTER
     from jobs.common.rllib.envs import make_env
 
     module = RLModule.from_checkpoint(layout.Checkpoint(checkpoint).policy)
     dist_class = module.get_inference_action_dist_cls()
+    normalise = None
+    if observation_filter == MEAN_STD_FILTER:
+        space = make_env(env_id, env_config).observation_space
+        normalise = observation_normaliser(checkpoint, space)
     returns, lengths, frames = [], [], []
     no_video = None
     for episode in range(episodes):
@@ -115,8 +149,9 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
                         "MUJOCO_GL=egl on a GPU node, or install libosmesa6 and set MUJOCO_GL=osmesa"
                     )
                     frames = []
+            seen = normalise(obs) if normalise else obs
             with torch.no_grad():
-                out = module.forward_inference({"obs": torch.as_tensor(np.asarray(obs)[None], dtype=torch.float32)})
+                out = module.forward_inference({"obs": torch.as_tensor(np.asarray(seen)[None], dtype=torch.float32)})
             action = dist_class.from_logits(out["action_dist_inputs"]).to_deterministic().sample()[0].numpy()
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
@@ -154,7 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     played = ray.get(
         ray.remote(play)
         .options(**options)
-        .remote(checkpoint, experiment.env, dict(experiment.env_config), args.episodes, args.max_video_frames)
+        .remote(
+            checkpoint,
+            experiment.env,
+            dict(experiment.env_config),
+            args.episodes,
+            args.max_video_frames,
+            experiment.env_runners.observation_filter,
+        )
     )
     ray.shutdown()
 

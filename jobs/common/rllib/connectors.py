@@ -6,7 +6,9 @@ pass into one item per env, then lists them again for the vector env (ListifyDat
 runner indexes the batched arrays itself, so these pipelines keep the batch whole:
 
 - env to module: the envs' last observations stacked into one tensor (what AddObservationsFromEpisodes-
-  ToBatch, BatchIndividualItems and NumpyToTensor give a module without state);
+  ToBatch, BatchIndividualItems and NumpyToTensor give a module without state), after RLlib's
+  MeanStdFilter where the experiment sets `env_runners.observation_filter: MeanStdFilter` (it normalises
+  the observation in each episode, so the learner trains on what the module saw);
 - module to env: RLlib's own GetActions and TensorToNumpy, and nothing after them.
 
 The project's modules are stateless MLPs of one agent (no recurrent model in the experiment schema),
@@ -18,11 +20,13 @@ with 64 envs (bench/throughput.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from ray.rllib.connectors.common import TensorToNumpy
 from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.env_to_module import MeanStdFilter
 from ray.rllib.connectors.module_to_env import GetActions
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.spaces.space_utils import batch as batch_items
@@ -47,19 +51,24 @@ class StackObservations(ConnectorV2):
         return batch
 
 
-def env_to_module(env=None, spaces=None, device=None) -> list[ConnectorV2]:
-    return [StackObservations(device=device)]
+MEAN_STD_FILTER = "MeanStdFilter"
+
+
+def env_to_module(env=None, spaces=None, device=None, observation_filter: str = "NoFilter") -> list[ConnectorV2]:
+    normalise = [MeanStdFilter(multi_agent=False)] if observation_filter == MEAN_STD_FILTER else []
+    return [*normalise, StackObservations(device=device)]
 
 
 def module_to_env(env=None, spaces=None) -> list[ConnectorV2]:
     return [GetActions(), TensorToNumpy()]
 
 
-def batched_pipelines() -> dict[str, Any]:
+def batched_pipelines(observation_filter: str = "NoFilter") -> dict[str, Any]:
     """The `config.env_runners(...)` settings that replace RLlib's default env runner pipelines with these."""
     return {
         "add_default_connectors_to_env_to_module_pipeline": False,
-        "env_to_module_connector": env_to_module,
+        # A partial of a module-level function: the config is pickled to every env runner.
+        "env_to_module_connector": functools.partial(env_to_module, observation_filter=observation_filter),
         "add_default_connectors_to_module_to_env_pipeline": False,
         "module_to_env_connector": module_to_env,
     }

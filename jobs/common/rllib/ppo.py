@@ -80,7 +80,7 @@ def build_ppo_config(
             gym_env_vectorize_mode="vector_entry_point",
             # RLlib's default pipelines without their per-env unbatching (connectors.py); they leave out
             # what only recurrent or multi-agent modules need, which the experiment schema has neither of.
-            **connectors.batched_pipelines(),
+            **connectors.batched_pipelines(runners.observation_filter),
         )
         .learners(
             num_learners=learners.num_learners,
@@ -139,6 +139,7 @@ def resolved_settings(experiment: Experiment, config, groups: dict[str, GroupCap
             "rollout_fragment_length": config.rollout_fragment_length,
             "rollout_fragment_length_resolved": config.get_rollout_fragment_length(),
             "num_cpus_per_env_runner": config.num_cpus_per_env_runner,
+            "observation_filter": experiment.env_runners.observation_filter,
             "custom_resources_per_env_runner": config.custom_resources_per_env_runner,
         },
         "learners": {

@@ -41,6 +41,10 @@ class EnvRunners(Section):
     num_envs_per_env_runner: int = Field(1, ge=1, le=4096)
     rollout_fragment_length: int | Literal["auto"] = "auto"
     num_cpus_per_env_runner: int = Field(1, ge=1, le=256)
+    # "MeanStdFilter": observations normalised by their running mean and standard deviation, clipped
+    # to [-10, 10] (RLlib's MeanStdFilter connector; its statistics go with each checkpoint, and
+    # jobs.evaluate normalises with them). RLlib's old-stack key and values.
+    observation_filter: Literal["NoFilter", "MeanStdFilter"] = "NoFilter"
 
     @field_validator("rollout_fragment_length")
     @classmethod
@@ -237,6 +241,7 @@ LEGACY_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("num_envs_per_worker",): ("env_runners", "num_envs_per_env_runner"),
     ("rollout_fragment_length",): ("env_runners", "rollout_fragment_length"),
     ("num_cpus_per_worker",): ("env_runners", "num_cpus_per_env_runner"),
+    ("observation_filter",): ("env_runners", "observation_filter"),
     ("num_gpus",): ("learners", "num_gpus"),
     ("num_learners",): ("learners", "num_learners"),
     ("num_cpus_per_learner",): ("learners", "num_cpus_per_learner"),

@@ -34,6 +34,8 @@ STATE_FILE = "state.json"
 CHECKPOINT_PREFIX = "checkpoint_"
 # Inside an RLlib checkpoint: the policy alone, which RLModule.from_checkpoint loads.
 POLICY_PATH = "learner_group/learner/rl_module/default_policy"
+# The env runners' env-to-module connector pipeline (its MeanStdFilter's statistics, where one is set).
+ENV_TO_MODULE_PATH = "env_runner/env_to_module_connector"
 VIDEO_FILE = "episode-0.gif"
 RESULT_FILE = "result.json"
 OUTCOME_FILE = "outcome.json"
@@ -126,6 +128,10 @@ class Checkpoint:
     @property
     def policy(self) -> str:
         return join(self.uri, POLICY_PATH)
+
+    @property
+    def env_to_module(self) -> str:
+        return join(self.uri, ENV_TO_MODULE_PATH)
 
     @property
     def evaluation(self) -> Evaluation:

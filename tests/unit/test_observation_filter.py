@@ -1,0 +1,88 @@
+"""`env_runners.observation_filter: MeanStdFilter`: RLlib's MeanStdFilter in front of the env runners'
+pipeline, its statistics in every checkpoint, and jobs.evaluate normalising with them (frozen) as the
+policy saw its observations in training. The checkpoints come from a real (small) training in a
+process of its own (observation_filter_scenario.py)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ray.rllib.connectors.env_to_module import EnvToModulePipeline
+from ray.rllib.utils.filter import RunningStat
+
+from jobs.common.errors import UserError
+from jobs.common.rllib import connectors
+from jobs.common.schema.experiment import parse_experiment
+from jobs.common.storage import layout
+from jobs.evaluate import observation_normaliser, play
+from tests.conftest import REPO_ROOT
+
+
+def experiment(**top):
+    return parse_experiment({"name": "t", "env": "CartPole-v1", "stop": {"iterations": 1}, **top}).experiment
+
+
+def test_the_filter_is_off_unless_set_and_rllibs_old_top_level_key_still_sets_it():
+    assert experiment().env_runners.observation_filter == "NoFilter"
+    assert experiment(observation_filter="MeanStdFilter").env_runners.observation_filter == "MeanStdFilter"
+    with pytest.raises(UserError, match=r"'env_runners.observation_filter' = 'MeanStd'"):
+        experiment(env_runners={"observation_filter": "MeanStd"})
+
+
+def test_the_env_runners_pipeline_normalises_before_it_stacks():
+    filtered = [type(piece).__name__ for piece in connectors.env_to_module(observation_filter="MeanStdFilter")]
+    assert filtered == ["MeanStdFilter", "StackObservations"]
+    assert [type(piece).__name__ for piece in connectors.env_to_module()] == ["StackObservations"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("filter-checkpoints")
+    done = subprocess.run([sys.executable, "-m", "tests.unit.observation_filter_scenario", str(folder)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_evaluate_normalises_with_the_checkpoints_statistics_and_leaves_them_as_they_are(checkpoints):
+    import gymnasium as gym
+
+    checkpoint = checkpoints["MeanStdFilter"]
+    state = EnvToModulePipeline.from_checkpoint(layout.Checkpoint(checkpoint).env_to_module).get_state()
+    stats = RunningStat.from_state(state["MeanStdFilter"][None]["running_stats"][0])
+    assert stats.n >= 400  # every observation of two iterations of 200 steps went through the filter
+    space = gym.make("CartPole-v1").observation_space
+    normalise = observation_normaliser(checkpoint, space)
+    observation = np.array([0.5, -0.3, 0.05, 0.4], dtype=np.float32)
+    expected = np.clip((observation - stats.mean) / (stats.std + 1e-8), -10.0, 10.0)
+    for _ in range(3):  # the same each time: evaluation does not move the statistics
+        np.testing.assert_allclose(normalise(observation), expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(expected, observation, atol=1e-3)
+
+
+def test_evaluate_feeds_the_policy_every_observation_normalised(checkpoints, monkeypatch):
+    import jobs.evaluate
+
+    seen = []
+
+    def spied(checkpoint, space):
+        normalise = observation_normaliser(checkpoint, space)
+        return lambda observation: seen.append(observation) or normalise(observation)
+
+    monkeypatch.setattr(jobs.evaluate, "observation_normaliser", spied)
+    played = play(checkpoints["MeanStdFilter"], "CartPole-v1", {}, episodes=2, max_frames=0,
+                  observation_filter="MeanStdFilter")  # fmt: skip
+    assert len(played["returns"]) == 2 and len(seen) == sum(played["lengths"])
+    seen.clear()
+    play(checkpoints["NoFilter"], "CartPole-v1", {}, episodes=1, max_frames=0)
+    assert seen == []  # not where the experiment did not normalise
+
+
+def test_a_checkpoint_without_statistics_is_refused_by_name(checkpoints):
+    import gymnasium as gym
+
+    refused = r"normalises observations, but .*env_to_module_connector holds no MeanStdFilter"
+    with pytest.raises(UserError, match=refused):
+        observation_normaliser(checkpoints["NoFilter"], gym.make("CartPole-v1").observation_space)
