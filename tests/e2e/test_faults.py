@@ -198,7 +198,6 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
         cluster.markers.add(cluster.state.load()["cluster_id"])
         resumed = sweep(cluster, *args, config=SEED_SWEEP)
         recovered_s = time.monotonic() - killed_at
-        lines = ours(job_lines(resumed.stdout))
         again = finished_unchanged(cluster, name, before, checkpoints_before)
         row.update(
             outcome=f"cluster-up restarted the cluster; resubmitted sweep exited {resumed.returncode} with "
@@ -206,7 +205,10 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
             recover_s=round(recovered_s, 1),
             lost=sweep_loss(cluster, name, total=TRIALS, rerun=again),
         )
+        # Before its output is parsed: a resubmission that never reached the job has no job lines, and
+        # its stderr says why.
         assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:] + up.stdout + head_logs(cluster)
+        lines = ours(job_lines(resumed.stdout))
         assert lines[0].startswith("resumed from ") and lines[0].endswith(f"/{name}/tune"), lines[:3]
         assert any(line.startswith(f"sweep {name}: {TRIALS} of {TRIALS} trials {TRIALS} finished") for line in lines), (
             lines[-15:]
