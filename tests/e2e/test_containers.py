@@ -539,13 +539,15 @@ def test_a_node_removed_while_sweep_trials_run_on_it_loses_no_finished_iteration
         assert time.monotonic() - removed_at < 60, client.get_job_logs(job_id)[-3000:]
         time.sleep(0.5)
     saved_s = time.monotonic() - removed_at
-    for removal in removals:
-        removal.join(timeout=180)
     for trial_id, checkpoint, iteration in saved:
         # The checkpoint of the iteration each trial was on, through the normal path (its pointer names it).
+        # Read now, not after the removals end: a trial resumed on the autoscaler's new node meanwhile can
+        # finish its run and point at its last checkpoint before then.
         assert checkpoint.endswith(f"/trials/{trial_id}/checkpoint_{int(iteration):06d}")
         pointer = json.loads(cluster.object(cluster.prefix(name) + f"trials/{trial_id}/latest.json"))
         assert (pointer["checkpoint"], pointer["iteration"]) == (checkpoint, int(iteration))
+    for removal in removals:
+        removal.join(timeout=180)
 
     assert cluster.wait_for_job(job_id, timeout=600) == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
     logs = client.get_job_logs(job_id)
