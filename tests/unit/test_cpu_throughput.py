@@ -21,6 +21,7 @@ from jobs.common.rllib.ppo import build_ppo_config, resolved_settings
 from jobs.common.rllib.trainer import runs_in_one_actor
 from jobs.common.schema.experiment import load_experiment, parse_experiment
 from tests.conftest import REPO_ROOT
+from tests.unit.recorder_env import RECORDER
 
 CPU_CHEETAH = REPO_ROOT / "jobs/experiments/ppo-halfcheetah-cpu.yaml"
 
@@ -89,26 +90,9 @@ def test_shipped_cpu_experiment_fits_the_local_overlay_and_keeps_every_core_busy
 # ------------------------------------------------------------------ actions inside the env
 
 
-class Recorder(gym.Env):
-    """Records the action it is stepped with."""
-
-    def __init__(self, low, high):
-        self.action_space = gym.spaces.Box(np.array(low, dtype=np.float32), np.array(high, dtype=np.float32))
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,))
-        self.seen = None
-
-    def reset(self, *, seed=None, options=None):
-        return np.zeros(1, dtype=np.float32), {}
-
-    def step(self, action):
-        self.seen = np.asarray(action)
-        return np.zeros(1, dtype=np.float32), 0.0, False, False, {}
-
-
 @pytest.mark.parametrize(("low", "high"), [([-1, -1], [1, 1]), ([-2, 0], [2, 10])])
 def test_actions_reach_the_env_as_rllibs_normalize_actions_would_send_them(low, high):
-    gym.register(id="ray-rl-test/Recorder-v0", entry_point=Recorder)
-    env = make_env("ray-rl-test/Recorder-v0", {"low": low, "high": high})
+    env = make_env(RECORDER, {"low": low, "high": high})
     recorder = env.unwrapped
     assert env.action_space == gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
     rng = np.random.default_rng(0)

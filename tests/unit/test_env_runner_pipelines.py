@@ -13,6 +13,7 @@ from jobs.common.rllib import envs
 from jobs.common.rllib.connectors import StackObservations
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import parse_experiment
+from tests.unit.recorder_env import RECORDER
 
 
 def experiment(env: str, num_envs: int):
@@ -76,26 +77,6 @@ def test_observations_of_nested_spaces_are_batched_as_rllib_batches_them():
     batch = StackObservations()(rl_module=None, batch={}, episodes=nested)["obs"]
     assert batch["position"].shape == (3, 2) and str(batch["position"].dtype) == "torch.float32"
     assert batch["flag"].tolist() == [0, 1, 2]
-
-
-class Recorder(gym.Env):
-    """Records the action it is stepped with and returns an info a vector env would merge."""
-
-    def __init__(self, low, high):
-        self.action_space = gym.spaces.Box(np.array(low, dtype=np.float32), np.array(high, dtype=np.float32))
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,))
-        self.seen = None
-
-    def reset(self, *, seed=None, options=None):
-        return np.zeros(1, dtype=np.float32), {"reset": True}
-
-    def step(self, action):
-        self.seen = np.asarray(action)
-        return np.zeros(1, dtype=np.float32), 0.0, False, False, {"x_position": 1.0}
-
-
-RECORDER = "ray-rl-test/VectorRecorder-v0"
-gym.register(id=RECORDER, entry_point=Recorder)
 
 
 @pytest.mark.parametrize(("low", "high"), [([-1, -1], [1, 1]), ([-2, 0], [2, 10])])
