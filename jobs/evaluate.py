@@ -129,14 +129,13 @@ def play(checkpoint: str, env_id: str, env_config: dict, episodes: int, max_fram
     module = RLModule.from_checkpoint(layout.Checkpoint(checkpoint).policy)
     dist_class = module.get_inference_action_dist_cls()
     normalise = None
-    if observation_filter == MEAN_STD_FILTER:
-        space = make_env(env_id, env_config).observation_space
-        normalise = observation_normaliser(checkpoint, space)
     returns, lengths, frames = [], [], []
     no_video = None
     for episode in range(episodes):
         # The env as training stepped it: actions in [-1, 1], rescaled and clipped inside (envs.py).
         env = make_env(env_id, env_config, render_mode="rgb_array" if episode == 0 else None)
+        if observation_filter == MEAN_STD_FILTER and normalise is None:
+            normalise = observation_normaliser(checkpoint, env.observation_space)
         obs, _ = env.reset(seed=episode)
         total, steps, done = 0.0, 0, False
         while not done:
