@@ -34,6 +34,7 @@ import pytest
 
 from bench.reporting import NOT_MEASURED, append_row, reported_row
 from jobs.common.reports.outcome import SweepOutcome
+from jobs.common.run import lease
 from jobs.common.storage import layout
 from tests.conftest import SECOND
 from tests.e2e.conftest import job_id_of
@@ -196,6 +197,10 @@ def test_head_dies_mid_sweep_resubmit_resumes_with_finished_trials_kept(cluster)
         assert up.returncode == 0, up.stdout + up.stderr
         row["outcome"] = "cluster-up restarted the cluster"
         cluster.markers.add(cluster.state.load()["cluster_id"])
+        # The killed driver's lease names a job the restarted head does not know: by design it holds for
+        # UNKNOWN_JOB_S after its last renewal (a submission on its way looks the same), and a faster
+        # cluster-up than that was refused ("wait until it ends"). The renewal was before the kill.
+        time.sleep(max(0.0, killed_at + lease.UNKNOWN_JOB_S + 1.0 - time.monotonic()))
         resumed = sweep(cluster, *args, config=SEED_SWEEP)
         recovered_s = time.monotonic() - killed_at
         again = finished_unchanged(cluster, name, before, checkpoints_before)
