@@ -1,7 +1,7 @@
-"""The env runners' own pipelines and vector env (jobs/common/rllib/connectors.py, envs.py) sample
-exactly what RLlib's defaults would: the same observations, actions, log-probs and rewards from the
-same seed, on discrete and on bounded continuous actions; the envs reach their own bounds and give no
-step infos. The runners are RLlib's SingleAgentEnvRunner, in-process, without Ray."""
+"""The env runners' own pipelines, vector env and env runner (jobs/common/rllib/connectors.py, envs.py,
+env_runner.py) sample exactly what RLlib's defaults would: the same observations, actions, log-probs and
+rewards from the same seed, on discrete and on bounded continuous actions; the envs reach their own
+bounds and give no step infos. In-process, without Ray."""
 
 import gymnasium as gym
 import numpy as np
@@ -26,8 +26,9 @@ def experiment(env: str, num_envs: int):
 
 
 def with_rllib_defaults(config):
-    """The same config with RLlib's default env runner pipelines and its own sync vector env."""
+    """The same config with RLlib's own env runner, its default pipelines and its own sync vector env."""
     return config.env_runners(
+        env_runner_cls=SingleAgentEnvRunner,
         add_default_connectors_to_env_to_module_pipeline=True,
         env_to_module_connector=None,
         add_default_connectors_to_module_to_env_pipeline=True,
@@ -37,7 +38,7 @@ def with_rllib_defaults(config):
 
 
 def sampled(config, steps: int) -> list[dict[str, np.ndarray]]:
-    runner = SingleAgentEnvRunner(config=config)  # seeds torch and numpy from the config's seed
+    runner = config.env_runner_cls(config=config)  # seeds torch and numpy from the config's seed
     try:
         episodes = runner.sample(num_timesteps=steps, random_actions=False)
         return [

@@ -37,6 +37,52 @@ def test_the_env_runners_pipeline_normalises_before_it_stacks():
     assert [type(piece).__name__ for piece in connectors.env_to_module()] == ["StackObservations"]
 
 
+def test_batched_statistics_equal_rllibs_pushed_one_observation_at_a_time():
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(loc=3.0, scale=2.0, size=(n, 5)) for n in (1, 7, 64, 64)]
+    ours, theirs = RunningStat((5,)), RunningStat((5,))
+    for batch in rows:
+        connectors.push_rows(ours, batch)
+        for row in batch:
+            theirs.push(row)
+    assert ours.num_pushes == theirs.num_pushes == 136 and ours.num_pushes_delta == theirs.num_pushes_delta
+    for key in ("mean_array", "mean_delta_array", "sum_sq_diff_array", "sum_sq_diff_delta_array"):
+        np.testing.assert_allclose(getattr(ours, key), getattr(theirs, key), rtol=1e-10, err_msg=key)
+
+
+def test_the_batched_filter_normalises_with_the_statistics_after_the_batch_and_keeps_rllibs_state():
+    import gymnasium as gym
+    from ray.rllib.connectors.env_to_module import MeanStdFilter as RLlibMeanStdFilter
+
+    space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    ours, theirs = connectors.MeanStdFilter(), RLlibMeanStdFilter()
+    for piece in (ours, theirs):
+        piece.input_observation_space = space
+    theirs.get_state()  # makes RLlib's filter's statistics, which this test pushes into one row at a time
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=5.0, scale=4.0, size=(8, 3)) for _ in range(3)]
+    for batch in batches:
+        normalised = ours(rl_module=None, batch={"obs": batch.copy()}, episodes=[])["obs"]
+        for row in batch:
+            theirs._filters[None](row)  # RLlib's statistics, pushed one observation at a time
+        stats = theirs._filters[None].running_stats
+        np.testing.assert_allclose(normalised, np.clip((batch - stats.mean) / (stats.std + 1e-8), -10, 10), rtol=1e-6)
+    # Same state (RLlib's format, under RLlib's name), so checkpoints and runner syncs read both.
+    ours_stats, theirs_stats = (RunningStat.from_state(piece.get_state()[None]["running_stats"][0])
+                                for piece in (ours, theirs))  # fmt: skip
+    np.testing.assert_allclose(ours_stats.mean, theirs_stats.mean, rtol=1e-10)
+    np.testing.assert_allclose(ours_stats.std, theirs_stats.std, rtol=1e-6)
+    assert type(ours).__name__ == "MeanStdFilter"
+    # The driver merges its runners' statistics with RLlib's merge_states, ours and RLlib's alike.
+    driver = connectors.MeanStdFilter()
+    driver.input_observation_space = space
+    merged = RunningStat.from_state(
+        driver.merge_states([ours.get_state(), theirs.get_state()])[None]["running_stats"][0]
+    )
+    assert merged.n == 48
+    np.testing.assert_allclose(merged.mean, np.concatenate(batches * 2).mean(axis=0), rtol=1e-10)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("filter-checkpoints")

@@ -38,6 +38,7 @@ def build_ppo_config(
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     from jobs.common.rllib import connectors, envs
+    from jobs.common.rllib.env_runner import BatchedEnvRunner
     from jobs.common.rllib.learners import TORCH_THREADS, MixedPrecisionPPOTorchLearner, ThreadedPPOTorchLearner
 
     in_process = in_process_gpus is not None
@@ -81,6 +82,8 @@ def build_ppo_config(
             # RLlib's default pipelines without their per-env unbatching (connectors.py); they leave out
             # what only recurrent or multi-agent modules need, which the experiment schema has neither of.
             **connectors.batched_pipelines(runners.observation_filter),
+            # RLlib's env runner, its loop over the vector env kept batched (env_runner.py).
+            env_runner_cls=BatchedEnvRunner,
         )
         .learners(
             num_learners=learners.num_learners,

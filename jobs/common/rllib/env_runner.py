@@ -1,0 +1,231 @@
+"""The env runner every experiment samples with: RLlib's SingleAgentEnvRunner, its loop over the vector
+env kept batched.
+
+RLlib's loop turns each step of its vector env into one call per env: it unbatches observations and
+actions, builds a dict of model outputs per env, adds the step to the env's episode and runs the
+`on_episode_step` callbacks, and its env-to-module connectors then read each episode's last observation
+back (and a MeanStdFilter writes it again). This runner keeps each step as the batched arrays it came in,
+runs the connectors on that batch (connectors.py), and writes an env's steps into its episode only when
+the episode ends or the round of sampling does: a reset and a segment's last step by RLlib's own
+`add_env_reset`/`add_env_step`, the steps before it with one `extend` per buffer. What it returns is what
+RLlib's loop returns from the same seed: the same episode chunks, steps, model outputs, continuations and
+metrics (tests/unit/test_batched_env_runner.py). While it samples, torch.distributions skip their
+argument checks (unvalidated_distributions). On HalfCheetah with 64 envs an env runner's round of 8,192
+steps took 15-25 % less time than RLlib's loop (bench/throughput.py, docs/benchmarks.md).
+
+It runs no episode callbacks, so it takes RLlib's loop wherever that loop serves something it does not:
+sampling whole episodes (`num_episodes`), random actions, and experiments with RLlib callbacks, which
+see each episode step by step. One metric reads differently: RLlib's
+`env_to_module_sum_episodes_length_in/out` count the steps written into episodes, here those up to the
+last episode end or round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.env_runner import ENV_STEP_FAILURE
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+from ray.rllib.utils.metrics import ENV_TO_MODULE_CONNECTOR, MODULE_TO_ENV_CONNECTOR, WEIGHTS_SEQ_NO
+
+from jobs.common.rllib.connectors import NORMALISED_OBSERVATIONS
+
+INFERENCE_TIMER = "rlmodule_inference_timer"  # RLlib's RLMODULE_INFERENCE_TIMER
+
+
+@contextlib.contextmanager
+def unvalidated_distributions():
+    """torch.distributions without their argument checks (a positive scale, samples in the support) while
+    the runner samples: on every step they cost as much as RLlib's whole module-to-env pipeline does without
+    them. The learner, in the same process or not, keeps them: the default comes back afterwards."""
+    default = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(default)
+
+
+class Step:
+    """One step of the vector env as it came: every field batched over the envs."""
+
+    __slots__ = ("observations", "actions", "rewards", "terminateds", "truncateds", "outputs", "resets")
+
+    def __init__(self, observations, actions, rewards, terminateds, truncateds, outputs, resets):
+        self.observations, self.actions, self.rewards = observations, actions, rewards
+        self.terminateds, self.truncateds, self.outputs, self.resets = terminateds, truncateds, outputs, resets
+
+
+class BatchedEnvRunner(SingleAgentEnvRunner):
+    """SingleAgentEnvRunner whose `sample(num_timesteps=...)` keeps each vector-env step batched (see the
+    module's docstring); everything else is RLlib's."""
+
+    def __init__(self, *args, **kwargs):
+        # Which envs Gymnasium resets on the next step (their episode ended on the last); None until the
+        # first reset.
+        self._resetting: np.ndarray | None = None
+        super().__init__(*args, **kwargs)
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore: bool, random_actions: bool = False,
+                force_reset: bool = False):  # fmt: skip
+        if num_timesteps is None or random_actions or self.module is None or self._has_callbacks():
+            return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
+                                   random_actions=random_actions, force_reset=force_reset)  # fmt: skip
+        with unvalidated_distributions():
+            return self._sample_batched(num_timesteps, explore, force_reset)
+
+    def _sample_batched(self, num_timesteps: int, explore: bool, force_reset: bool):
+        # The module only infers here: in eval mode for good, where RLlib's forward passes switch it to eval
+        # and back to train on every call.
+        if self.module.training:
+            self.module.eval()
+        if force_reset or self._needs_initial_reset or self._resetting is None:
+            self._reset_envs_and_episodes(explore)
+            self._resetting = np.zeros(self.num_envs, dtype=bool)
+        # Steps not yet in the episodes, and where each env's start in them.
+        steps: list[Step] = []
+        starts = [0] * self.num_envs
+        done_episodes = []
+        ts = 0
+        while ts < num_timesteps:
+            to_env = self._forward(self._cached_to_module, explore, ts)
+            self._cached_to_module = None
+            actions = to_env.pop(Columns.ACTIONS)
+            actions_for_env = to_env.pop(Columns.ACTIONS_FOR_ENV, actions)
+            results = self._try_env_step(actions_for_env)
+            if isinstance(results, str) and results == ENV_STEP_FAILURE:
+                # As RLlib's loop does: the envs were made again; start over from a reset, keeping the
+                # episodes that had ended.
+                ts, steps, starts = 0, [], [0] * self.num_envs
+                self._reset_envs_and_episodes(explore)
+                self._resetting = np.zeros(self.num_envs, dtype=bool)
+                continue
+            observations, rewards, terminateds, truncateds, _ = results
+            observations = np.asarray(observations)
+            self._shared_data.pop(NORMALISED_OBSERVATIONS, None)
+            self._cached_to_module = self._env_to_module(
+                rl_module=self.module,
+                batch={Columns.OBS: observations},
+                episodes=self._ongoing_episodes,
+                explore=explore,
+                shared_data=self._shared_data,
+                metrics=self.metrics,
+                metrics_prefix_key=(ENV_TO_MODULE_CONNECTOR,),
+            )
+            # The episodes keep what the module saw: the filter's output where the experiment has one.
+            stored = self._shared_data.pop(NORMALISED_OBSERVATIONS, observations)
+            resets = self._resetting
+            steps.append(Step(stored, actions, np.asarray(rewards), np.asarray(terminateds), np.asarray(truncateds),
+                              to_env, resets))  # fmt: skip
+            # An env that ended its episode on the last step was reset on this one (Gymnasium's
+            # next-step autoreset): its action went nowhere and the step does not count.
+            ts += self.num_envs - int(resets.sum())
+            ended = np.logical_or(terminateds, truncateds)
+            for env_index in np.flatnonzero(ended):
+                episode = self._write_steps(env_index, steps, starts[env_index])
+                starts[env_index] = len(steps)
+                done_episodes.append(episode.to_numpy() if self.episodes_to_numpy else episode)
+                self._new_episode(env_index, self._ongoing_episodes)
+            self._resetting = ended
+
+        for env_index in range(self.num_envs):
+            self._write_steps(env_index, steps, starts[env_index])
+        return self._finish_round(done_episodes, ts)
+
+    def _has_callbacks(self) -> bool:
+        """Whether the experiment has RLlib callbacks that would watch episodes step by step."""
+        config = self.config
+        if any(
+            getattr(config, f"callbacks_{which}", None)
+            for which in ("on_episode_start", "on_episode_step", "on_episode_end", "on_episode_created")
+        ):
+            return True
+        return any(type(callback) is not RLlibCallback for callback in self._callbacks)
+
+    def _forward(self, to_module: dict[str, Any], explore: bool, ts: int) -> dict[str, Any]:
+        """The module's forward pass and the module-to-env connectors, as RLlib's loop runs them."""
+        runners = self.config.num_env_runners or 1
+        with self.metrics.log_time(INFERENCE_TIMER):
+            if explore:
+                # RLlib's estimate of the global env steps: this runner's lifetime count times the runners.
+                global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
+                to_env = self.module.forward_exploration(to_module, t=global_steps)
+            else:
+                to_env = self.module.forward_inference(to_module)
+        return self._module_to_env(
+            rl_module=self.module,
+            batch=to_env,
+            episodes=self._ongoing_episodes,
+            explore=explore,
+            shared_data=self._shared_data,
+            metrics=self.metrics,
+            metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,),
+        )
+
+    def _write_steps(self, env_index: int, steps: list[Step], start: int):
+        """Env `env_index`'s steps from `start` on, into its ongoing episode. Returns the episode.
+
+        A reset goes in by RLlib's `add_env_reset`, and so does a segment's last step by `add_env_step`
+        (which sets the episode's done flags and times); the steps before it are appended to the episode's
+        buffers in one `extend` each, what `add_env_step` would append one at a time."""
+        episode = self._ongoing_episodes[env_index]
+        space = self._env_to_module.observation_space
+        if space is not None and episode.observation_space is not space:
+            # The observations are the connectors' output (a filter clips them to its bounds).
+            episode.observation_space = space
+        segment = steps[start:]
+        if segment and (segment[0].resets[env_index] or not episode.is_reset):
+            episode.add_env_reset(observation=segment[0].observations[env_index], infos={})
+            segment = segment[1:]
+        if not segment:
+            return episode
+        *bulk, last = segment
+        if bulk:
+            episode.observations.extend([step.observations[env_index] for step in bulk])
+            episode.actions.extend([step.actions[env_index] for step in bulk])
+            episode.rewards.extend([step.rewards[env_index] for step in bulk])
+            episode.infos.extend([{} for _ in bulk])
+            outputs = {key: [step.outputs[key][env_index] for step in bulk] for key in last.outputs}
+            outputs[WEIGHTS_SEQ_NO] = [self._weights_seq_no] * len(bulk)
+            for key, values in outputs.items():
+                if key in episode.extra_model_outputs:
+                    episode.extra_model_outputs[key].extend(values)
+                else:
+                    episode.extra_model_outputs[key] = InfiniteLookbackBuffer(values)
+            episode.t += len(bulk)
+        outputs = {key: value[env_index] for key, value in last.outputs.items()}
+        outputs[WEIGHTS_SEQ_NO] = self._weights_seq_no
+        episode.add_env_step(
+            observation=last.observations[env_index],
+            action=last.actions[env_index],
+            reward=last.rewards[env_index],
+            infos={},
+            terminated=bool(last.terminateds[env_index]),
+            truncated=bool(last.truncateds[env_index]),
+            extra_model_outputs=outputs,
+        )
+        return episode
+
+    def _finish_round(self, done_episodes: list, ts: int) -> list:
+        """The end of RLlib's loop: the episodes that ended, then the ongoing ones cut into chunks to return
+        and continuations to sample into next round, and the sampling metrics."""
+        self._done_episodes_for_metrics.extend(done_episodes)
+        continuations = [episode.cut(len_lookback_buffer=self.config.episode_lookback_horizon)
+                         for episode in self._ongoing_episodes]  # fmt: skip
+        chunks = []
+        for episode in self._ongoing_episodes:
+            if episode.t == 0:  # just started: nothing in it yet
+                continue
+            episode.validate()
+            self._ongoing_episodes_for_metrics[episode.id_].append(episode)
+            chunks.append(episode.to_numpy() if self.episodes_to_numpy else episode)
+        self._ongoing_episodes = continuations
+        self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
+        self._increase_sampled_metrics(ts, len(done_episodes))
+        return done_episodes + chunks

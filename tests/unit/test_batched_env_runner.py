@@ -1,0 +1,143 @@
+"""BatchedEnvRunner (jobs/common/rllib/env_runner.py) returns what RLlib's own SingleAgentEnvRunner returns
+from the same seed and config, round after round: the same episode chunks (steps, observations, actions,
+rewards, model outputs, done flags, where each starts and how rounds continue them), with episodes ending
+mid-round (CartPole's terminations, Pendulum's time limit), with and without the observation filter, and
+the same episode metrics. In-process, without Ray."""
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+from jobs.common.rllib.env_runner import BatchedEnvRunner, unvalidated_distributions
+from jobs.common.rllib.ppo import build_ppo_config
+from jobs.common.schema.experiment import parse_experiment
+
+COLUMNS = ("obs", "actions", "rewards", "action_logp", "action_dist_inputs", "weights_seq_no")
+
+
+def config_for(env: str, num_envs: int, observation_filter: str = "NoFilter"):
+    experiment = parse_experiment(
+        {"name": "t", "env": env, "seed": 5, "stop": {"iterations": 1},
+         "env_runners": {"num_env_runners": 0, "num_envs_per_env_runner": num_envs,
+                         "observation_filter": observation_filter},
+         "training": {"train_batch_size": 256, "minibatch_size": 64},
+         "model": {"fcnet_hiddens": [16, 16]}}
+    ).experiment  # fmt: skip
+    return build_ppo_config(experiment, use_groups=False)
+
+
+def chunk_record(episode) -> dict:
+    return {
+        "len": len(episode),
+        "t_started": episode.t_started,
+        "terminated": bool(episode.is_terminated),
+        "truncated": bool(episode.is_truncated),
+        "obs": episode.get_observations(),
+        "actions": episode.get_actions(),
+        "rewards": episode.get_rewards(),
+        "action_logp": episode.get_extra_model_outputs("action_logp"),
+        "action_dist_inputs": episode.get_extra_model_outputs("action_dist_inputs"),
+        "weights_seq_no": episode.get_extra_model_outputs("weights_seq_no"),
+        # The lookback a continuing chunk carries from the round before.
+        "lookback_obs": episode.get_observations(-1, neg_index_as_lookback=True) if episode.t_started else None,
+    }
+
+
+def sample_rounds(runner_cls, config, rounds: int, steps: int):
+    """Each round's chunks, which chunk of the round before each one continues, and the final metrics."""
+    runner = runner_cls(config=config)  # seeds torch and numpy from the config's seed
+    try:
+        records, continues, previous_ids = [], [], []
+        for _ in range(rounds):
+            episodes = runner.sample(num_timesteps=steps)
+            records.append([chunk_record(episode) for episode in episodes])
+            continues.append([previous_ids.index(e.id_) if e.id_ in previous_ids else None for e in episodes])
+            previous_ids = [episode.id_ for episode in episodes]
+        metrics = runner.get_metrics()
+        return records, continues, metrics
+    finally:
+        runner.stop()
+
+
+def assert_same_chunks(ours, theirs):
+    assert len(ours) == len(theirs)
+    for mine, other in zip(ours, theirs, strict=True):
+        assert {k: mine[k] for k in ("len", "t_started", "terminated", "truncated")} == \
+            {k: other[k] for k in ("len", "t_started", "terminated", "truncated")}  # fmt: skip
+        for key in COLUMNS:
+            assert np.asarray(mine[key]).dtype == np.asarray(other[key]).dtype, key
+            np.testing.assert_array_equal(mine[key], other[key], err_msg=key)
+        if other["lookback_obs"] is not None:
+            np.testing.assert_array_equal(mine["lookback_obs"], other["lookback_obs"])
+
+
+@pytest.mark.parametrize(
+    ("env", "num_envs", "observation_filter", "steps"),
+    [("CartPole-v1", 4, "NoFilter", 100), ("CartPole-v1", 3, "MeanStdFilter", 90),
+     ("Pendulum-v1", 3, "NoFilter", 150), ("Pendulum-v1", 2, "MeanStdFilter", 120)],
+)  # fmt: skip
+def test_batched_runner_returns_what_rllibs_runner_returns_round_after_round(env, num_envs, observation_filter, steps):
+    config = config_for(env, num_envs, observation_filter)
+    assert config.env_runner_cls is BatchedEnvRunner
+    rounds = 6
+    ours, our_continues, our_metrics = sample_rounds(BatchedEnvRunner, config, rounds, steps)
+    theirs, their_continues, their_metrics = sample_rounds(SingleAgentEnvRunner, config, rounds, steps)
+    assert our_continues == their_continues
+    ended = 0
+    for mine, other in zip(ours, theirs, strict=True):
+        assert_same_chunks(mine, other)
+        ended += sum(chunk["terminated"] or chunk["truncated"] for chunk in other)
+    assert ended >= num_envs  # episodes ended mid-round in every case (Pendulum's limit is 200 steps)
+    for key in ("episode_return_mean", "episode_len_mean", "num_episodes", "num_env_steps_sampled",
+                "num_env_steps_sampled_lifetime"):  # fmt: skip
+        assert float(our_metrics[key]) == pytest.approx(float(their_metrics[key])), key
+
+
+def test_batched_runner_stores_the_filters_output_in_its_episodes():
+    config = config_for("Pendulum-v1", 2, "MeanStdFilter")
+    runner = BatchedEnvRunner(config=config)
+    try:
+        episodes = runner.sample(num_timesteps=200)
+        observations = np.concatenate([episode.get_observations() for episode in episodes])
+        raw_bound = runner.env.single_observation_space.high
+        # Normalised: within the filter's clip and no longer on the env's scale (Pendulum's speed runs to 8).
+        assert np.all(np.abs(observations) <= 10.0)
+        assert np.abs(observations).max(axis=0)[2] < raw_bound[2]
+        assert episodes[0].observation_space == runner._env_to_module.observation_space
+    finally:
+        runner.stop()
+
+
+def test_batched_runner_takes_rllibs_loop_for_whole_episodes_and_random_actions():
+    config = config_for("CartPole-v1", 2)
+    runner = BatchedEnvRunner(config=config)
+    try:
+        episodes = runner.sample(num_episodes=3)
+        assert len(episodes) >= 3 and all(episode.is_done for episode in episodes)
+        assert sum(len(e) for e in runner.sample(num_timesteps=50, random_actions=True)) >= 50
+    finally:
+        runner.stop()
+
+
+def test_distributions_are_unchecked_only_while_the_runner_samples():
+    checked = torch.distributions.Distribution._validate_args
+    seen = []
+    config = config_for("Pendulum-v1", 2)
+    runner = BatchedEnvRunner(config=config)
+    try:
+        forward = runner.module.forward_exploration
+
+        def watched(*args, **kwargs):
+            seen.append(torch.distributions.Distribution._validate_args)
+            return forward(*args, **kwargs)
+
+        runner.module.forward_exploration = watched
+        runner.sample(num_timesteps=20)
+    finally:
+        runner.stop()
+    assert seen and not any(seen)
+    assert torch.distributions.Distribution._validate_args == checked  # the learner keeps its checks
+    with pytest.raises(RuntimeError), unvalidated_distributions():
+        raise RuntimeError("a failed step")
+    assert torch.distributions.Distribution._validate_args == checked
