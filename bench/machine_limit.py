@@ -54,31 +54,52 @@ def _network(sizes: list[int], activation: str):
     return torch.nn.Sequential(*layers)
 
 
+class SamplingLoop:
+    """The limit's sampling: `num_envs` envs in the project's vector env, stepped by a policy network of the
+    experiment's shape (a forward pass and a Gaussian sample per step), on one torch thread."""
+
+    def __init__(self, env_id: str, num_envs: int, hidden: list[int], activation: str):
+        import torch
+
+        from jobs.common.rllib.envs import make_vector_env
+
+        torch.set_num_threads(1)
+        self.num_envs = num_envs
+        self.envs = make_vector_env(env_id, num_envs)
+        obs_size = int(np.prod(self.envs.single_observation_space.shape))
+        act_size = int(np.prod(self.envs.single_action_space.shape))
+        self.policy = _network([obs_size, *hidden, 2 * act_size], activation)
+        self.obs, _ = self.envs.reset(seed=0)
+
+    def step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            mean, log_std = self.policy(torch.as_tensor(self.obs, dtype=torch.float32)).chunk(2, dim=-1)
+            actions = torch.normal(mean, log_std.exp()).numpy()
+        self.obs, *_ = self.envs.step(actions)
+
+    def run(self, env_steps: int) -> None:
+        """At least `env_steps` env steps (whole vector steps)."""
+        for _ in range(-(-env_steps // self.num_envs)):
+            self.step()
+
+    def close(self) -> None:
+        self.envs.close()
+
+
 def sampling_rate(env_id: str, num_envs: int, hidden: list[int], activation: str, seconds: float = 6.0) -> float:
     """Env steps per second on one core: vectorised envs plus the policy's forward pass and sampling."""
-    import torch
-
-    from jobs.common.rllib.envs import make_vector_env
-
-    torch.set_num_threads(1)
-    envs = make_vector_env(env_id, num_envs)
-    obs_size = int(np.prod(envs.single_observation_space.shape))
-    act_size = int(np.prod(envs.single_action_space.shape))
-    policy = _network([obs_size, *hidden, 2 * act_size], activation)
-    obs, _ = envs.reset(seed=0)
-    steps, started, warm = 0, None, 50
-    with torch.no_grad():
-        for step in range(10**9):
-            if step == warm:
-                started, steps = time.perf_counter(), 0
-            mean, log_std = policy(torch.as_tensor(obs, dtype=torch.float32)).chunk(2, dim=-1)
-            actions = torch.normal(mean, log_std.exp()).numpy()
-            obs, *_ = envs.step(actions)
-            steps += num_envs
-            if started is not None and time.perf_counter() - started >= seconds:
-                break
-    envs.close()
-    return steps / (time.perf_counter() - started)
+    loop = SamplingLoop(env_id, num_envs, hidden, activation)
+    for _ in range(50):  # warm-up
+        loop.step()
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        loop.step()
+        steps += num_envs
+    rate = steps / (time.perf_counter() - started)
+    loop.close()
+    return rate
 
 
 def update_seconds(obs_size: int, act_size: int, hidden: list[int], activation: str, batch: int, minibatch: int,
@@ -121,13 +142,14 @@ def update_seconds(obs_size: int, act_size: int, hidden: list[int], activation: 
     return min(one_update() for _ in range(repeats))
 
 
-def measure(experiment, cores: int) -> Limit:
-    """The limit of one iteration of `experiment` on `cores` cores."""
+def measure(experiment, cores: int, seconds: float = 6.0, repeats: int = 2) -> Limit:
+    """The limit of one iteration of `experiment` on `cores` cores: `seconds` of sampling, the fastest of
+    `repeats` updates."""
     import gymnasium as gym
 
     hidden, activation = list(experiment.model.fcnet_hiddens), experiment.model.fcnet_activation
     num_envs = experiment.env_runners.num_envs_per_env_runner
-    rate = sampling_rate(experiment.env, num_envs, hidden, activation)
+    rate = sampling_rate(experiment.env, num_envs, hidden, activation, seconds=seconds)
     env = gym.make(experiment.env)
     obs_size = int(np.prod(env.observation_space.shape))
     act_size = int(np.prod(env.action_space.shape))
@@ -135,5 +157,6 @@ def measure(experiment, cores: int) -> Limit:
     training = experiment.training
     batch = training.train_batch_size or 4000
     minibatch = training.minibatch_size or 128
-    seconds = update_seconds(obs_size, act_size, hidden, activation, batch, minibatch, training.num_epochs or 1, cores)
-    return Limit(steps_per_s_per_core=rate, update_s=seconds, cores=cores, batch=batch)
+    update = update_seconds(obs_size, act_size, hidden, activation, batch, minibatch, training.num_epochs or 1, cores,
+                            repeats=repeats)  # fmt: skip
+    return Limit(steps_per_s_per_core=rate, update_s=update, cores=cores, batch=batch)

@@ -12,8 +12,10 @@ env-runner core while sampling.
 
 The limit (bench/machine_limit.py): the same shape without Ray in one process: the vectorised envs
 and the policy's forward pass on one core, times the cores; one update of the same batch, epochs and
-minibatch on all of them. Measured in the same run, before Ray starts and after it stops; the project
-is compared with the mean of the two (this machine's speed drifts by 10-40 % within the hour).
+minibatch on all of them. Measured in the same run, in this process while the cluster idles: before the
+first iteration and after each one, and each iteration is compared with the mean of the limits measured
+either side of it (this machine's speed drifts by 10-40 % within the hour, and by 10 % within a
+minute at times: a limit measured a minute away can decide a comparison on its own).
 
 Prints a table and writes bench/out/throughput.json.
 """
@@ -36,9 +38,11 @@ from jobs.common.reports.tables import markdown, table
 from jobs.common.schema.experiment import load_experiment
 
 DEFAULT_EXPERIMENT = "jobs/experiments/ppo-halfcheetah-cpu.yaml"
-COLUMNS = ("iteration", "env_steps", "iteration_s", "sample_s", "learn_s", "other_s", "steps/s", "sample steps/s/core")
+COLUMNS = ("iteration", "env_steps", "iteration_s", "sample_s", "learn_s", "other_s", "steps/s", "sample steps/s/core",
+           "limit_s", "x limit", "limit steps/s/core", "sampling % of limit")  # fmt: skip
 ROW_KEYS = ("iteration", "env_steps", "iteration_s", "sample_s", "learn_s", "other_s", "steps_per_s",
-            "sample_steps_per_s_per_core")  # fmt: skip
+            "sample_steps_per_s_per_core", "limit_s", "x_limit", "limit_steps_per_s_per_core",
+            "sampling_percent_of_limit")  # fmt: skip
 
 
 class PhaseClock:
@@ -91,7 +95,10 @@ def env_runner_cores(experiment) -> int:
     return runners.num_env_runners * runners.num_cpus_per_env_runner
 
 
-def run_project(experiment, iterations: int, cores: int) -> list[dict]:
+def run_project(experiment, iterations: int, cores: int, measure_limit) -> tuple[list[dict], list]:
+    """The project's iterations (a warm-up one first), and the limit measured before the first and after
+    each one by `measure_limit(when)`; each row compares its iteration with the mean of the limits either
+    side of it."""
     import ray
 
     ray.init(num_cpus=cores, include_dashboard=False, configure_logging=False, log_to_driver=False)
@@ -99,22 +106,32 @@ def run_project(experiment, iterations: int, cores: int) -> list[dict]:
     clock = PhaseClock(algo)
     rows, lifetime = [], 0
     try:
+        limits = [measure_limit("before the warm-up")]
         for index in range(iterations + 1):
             clock.reset()
             started = time.perf_counter()
             result = algo.train()
             seconds = time.perf_counter() - started
+            name = index if index else "warm-up"
+            limits.append(measure_limit(f"after iteration {name}"))
             now = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
             steps, lifetime = now - lifetime, now
+            limit = machine_limit.Limit.mean(limits[-2:])
+            per_core = steps / clock.sample_s / env_runner_cores(experiment)
             row = {
-                "iteration": index if index else "warm-up",
+                "iteration": name,
                 "env_steps": steps,
                 "iteration_s": seconds,
                 "sample_s": clock.sample_s,
                 "learn_s": clock.learn_s,
                 "other_s": seconds - clock.sample_s - clock.learn_s,
                 "steps_per_s": steps / seconds,
-                "sample_steps_per_s_per_core": steps / clock.sample_s / env_runner_cores(experiment),
+                "sample_steps_per_s_per_core": per_core,
+                "limit_s": limit.iteration_s,
+                "x_limit": seconds / limit.iteration_s,
+                "limit_steps_per_s_per_core": limit.steps_per_s_per_core,
+                "sampling_percent_of_limit": 100 * per_core / limit.steps_per_s_per_core,
+                "limit_update_s": limit.update_s,
                 "episode_return_mean": result["env_runners"].get("episode_return_mean"),
             }
             print("  " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
@@ -124,10 +141,11 @@ def run_project(experiment, iterations: int, cores: int) -> list[dict]:
         clock.close()
         algo.stop()
         ray.shutdown()
-    return rows
+    return rows, limits
 
 
-def summary(rows: list[dict], limit: machine_limit.Limit) -> dict:
+def summary(rows: list[dict]) -> dict:
+    """Medians over the measured iterations (the warm-up left out), each against its own adjacent limit."""
     measured = [row for row in rows if row["iteration"] != "warm-up"]
 
     def median(key: str) -> float:
@@ -140,31 +158,17 @@ def summary(rows: list[dict], limit: machine_limit.Limit) -> dict:
         "other_s": median("other_s"),
         "steps_per_s": median("steps_per_s"),
         "sample_steps_per_s_per_core": median("sample_steps_per_s_per_core"),
-        "limit_iteration_s": limit.iteration_s,
-        "limit_sample_s": limit.sample_s,
-        "limit_update_s": limit.update_s,
-        "limit_steps_per_s_per_core": limit.steps_per_s_per_core,
-        "x_limit": median("iteration_s") / limit.iteration_s,
-        "sampling_vs_one_core": median("sample_steps_per_s_per_core") / limit.steps_per_s_per_core,
+        "limit_iteration_s": median("limit_s"),
+        "limit_update_s": median("limit_update_s"),
+        "limit_steps_per_s_per_core": median("limit_steps_per_s_per_core"),
+        "x_limit": median("x_limit"),
+        "sampling_vs_one_core": median("sampling_percent_of_limit") / 100,
     }
-
-
-def measure_limit(experiment, cores: int, when: str) -> machine_limit.Limit:
-    limit = machine_limit.measure(experiment, cores)
-    print(f"  limit {when}: {limit.steps_per_s_per_core:,.0f} env steps/s per core; the batch of {limit.batch:,} "
-          f"sampled on {cores} cores in {limit.sample_s:.2f}s, one update in {limit.update_s:.2f}s",
-          flush=True)  # fmt: skip
-    return limit
 
 
 def limit_fields(limit: machine_limit.Limit) -> dict:
     return {"iteration_s": limit.iteration_s, "sample_s": limit.sample_s, "update_s": limit.update_s,
             "steps_per_s_per_core": limit.steps_per_s_per_core}  # fmt: skip
-
-
-def limit_cells(name: str, limit: machine_limit.Limit) -> list[str]:
-    return [name, f"{limit.batch:,}", fmt(limit.iteration_s), fmt(limit.sample_s), fmt(limit.update_s), "-",
-            fmt(limit.batch / limit.iteration_s), fmt(limit.steps_per_s_per_core)]  # fmt: skip
 
 
 def fmt(value) -> str:
@@ -179,6 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores for Ray and the limit (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the experiment (repeatable)")  # fmt: skip
+    parser.add_argument("--limit-seconds", type=float, default=3.0,
+                        help="seconds of one-core sampling per limit measurement (default 3)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "out" / "throughput.json")
     return parser.parse_args(argv)
 
@@ -191,21 +197,24 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"env_runners.num_env_runners={args.workers}")
     experiment = load_experiment(args.experiment, overrides).experiment
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    print(f"the limit: {experiment.env}, {experiment.env_runners.num_envs_per_env_runner} envs per core, "
-          f"{args.cores} cores, without Ray", flush=True)  # fmt: skip
-    before = measure_limit(experiment, args.cores, "before")
-    print(f"the project: {args.experiment}, {args.iterations} iterations after a warm-up one", flush=True)
+    print(f"the project: {args.experiment}, {args.iterations} iterations after a warm-up one; the limit: "
+          f"{experiment.env}, {experiment.env_runners.num_envs_per_env_runner} envs per core, {args.cores} cores, "
+          f"without Ray, before the first iteration and after each", flush=True)  # fmt: skip
+
+    def measure_limit(when: str) -> machine_limit.Limit:
+        limit = machine_limit.measure(experiment, args.cores, seconds=args.limit_seconds, repeats=1)
+        print(f"  limit {when}: {limit.steps_per_s_per_core:,.0f} env steps/s per core, one update in "
+              f"{limit.update_s:.2f}s", flush=True)  # fmt: skip
+        return limit
+
     with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - Ray's start-up warnings
-        rows = run_project(experiment, args.iterations, args.cores)
-    after = measure_limit(experiment, args.cores, "after")
-    limit = machine_limit.Limit.mean([before, after])
-    result = {**summary(rows, limit), "limit_before": limit_fields(before), "limit_after": limit_fields(after)}
-    limits = [("limit before", before), ("limit after", after), ("limit (mean)", limit)]
-    cells = [[fmt(row[key]) for key in ROW_KEYS] for row in rows] + [limit_cells(name, lim) for name, lim in limits]
+        rows, limits = run_project(experiment, args.iterations, args.cores, measure_limit)
+    result = {**summary(rows), "limits": [limit_fields(limit) for limit in limits]}
+    cells = [[fmt(row[key]) for key in ROW_KEYS] for row in rows]
     print("\n" + table(COLUMNS, cells))
     print(
-        f"\nmedian iteration {result['iteration_s']:.2f}s = {result['x_limit']:.2f}x the limit "
-        f"({limit.iteration_s:.2f}s, the mean of before and after); sampling at "
+        f"\nmedian iteration {result['iteration_s']:.2f}s = {result['x_limit']:.2f}x the limit measured either side "
+        f"of it (median {result['limit_iteration_s']:.2f}s); sampling at "
         f"{100 * result['sampling_vs_one_core']:.0f} % of the one-core env + policy rate per env-runner core"
     )
     print("\n" + markdown(COLUMNS, cells))

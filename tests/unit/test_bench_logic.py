@@ -409,21 +409,33 @@ def test_the_limit_samples_the_batch_on_every_core_then_learns():
     assert limit.iteration_s == pytest.approx(1.9)
 
 
-def test_the_throughput_summary_leaves_out_the_warm_up_and_compares_medians_with_the_limit():
+def test_the_throughput_summary_leaves_out_the_warm_up_and_compares_each_iteration_with_its_own_limit():
     from bench import throughput
-    from bench.machine_limit import Limit
 
-    def row(iteration, seconds, sample_s, per_core):
-        return {"iteration": iteration, "iteration_s": seconds, "sample_s": sample_s, "learn_s": seconds - sample_s,
-                "other_s": 0.0, "steps_per_s": 16_384 / seconds, "sample_steps_per_s_per_core": per_core}  # fmt: skip
+    def row(iteration, seconds, per_core, limit_s, limit_rate):
+        return {"iteration": iteration, "iteration_s": seconds, "sample_s": 0.5, "learn_s": seconds - 0.5,
+                "other_s": 0.0, "steps_per_s": 16_384 / seconds, "sample_steps_per_s_per_core": per_core,
+                "limit_s": limit_s, "x_limit": seconds / limit_s, "limit_steps_per_s_per_core": limit_rate,
+                "sampling_percent_of_limit": 100 * per_core / limit_rate, "limit_update_s": limit_s - 0.4}  # fmt: skip
 
-    rows = [row("warm-up", 9.0, 5.0, 1_000.0), row(1, 2.0, 0.5, 12_000.0), row(2, 3.0, 0.7, 10_000.0),
-            row(3, 2.5, 0.6, 11_000.0)]  # fmt: skip
-    limit = Limit(steps_per_s_per_core=22_000.0, update_s=1.0, cores=2, batch=16_384)
-    summary = throughput.summary(rows, limit)
-    assert summary["iteration_s"] == 2.5  # the warm-up's 9 s would make it 2.75
-    assert summary["x_limit"] == pytest.approx(2.5 / limit.iteration_s)
-    assert summary["sampling_vs_one_core"] == pytest.approx(11_000 / 22_000)
+    # The machine slows down between iterations 1 and 3: each iteration against the limit measured beside it.
+    rows = [row("warm-up", 9.0, 1_000.0, 2.0, 20_000.0), row(1, 2.0, 16_000.0, 1.6, 20_000.0),
+            row(2, 2.6, 13_000.0, 2.0, 16_000.0), row(3, 3.0, 12_000.0, 2.4, 14_000.0)]  # fmt: skip
+    summary = throughput.summary(rows)
+    assert summary["iteration_s"] == 2.6  # the warm-up's 9 s would make it 2.8
+    assert summary["x_limit"] == pytest.approx(1.25)  # the median of 1.25, 1.3, 1.25 (medians alone: 2.6 / 2.0)
+    assert summary["sampling_vs_one_core"] == pytest.approx(0.8125)  # the median of 80 %, 81.25 %, 85.7 %
+    assert summary["limit_iteration_s"] == 2.0
+
+
+def test_the_sampling_bench_compares_each_variant_with_the_limit_run_turn_about():
+    from bench.sampling import rows_for
+
+    rows = rows_for({"limit": [0.30, 0.32, 0.31], "ours": [0.40, 0.42, 0.41]}, steps=8_192)
+    assert [row["variant"] for row in rows] == ["limit", "ours"]
+    assert rows[0]["percent_of_limit"] == 100
+    assert rows[1]["round_s"] == 0.41 and rows[1]["percent_of_limit"] == pytest.approx(100 * 0.31 / 0.41)
+    assert rows[1]["env_steps_per_s"] == pytest.approx(8_192 / 0.41)
 
 
 def test_env_runner_cores_count_every_runner_or_the_one_in_process():
