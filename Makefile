@@ -51,7 +51,7 @@ export RL_IMAGE_TAG := $(TAG)
 export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
-.PHONY: tensorboard rerun gpu-check help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency bench-throughput bench-halfcheetah lock images images-push images-local docker-engine docker-engine-stop kind-up
+.PHONY: tensorboard rerun gpu-check help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency bench-throughput bench-sampling bench-halfcheetah lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -132,7 +132,7 @@ images-push: images  ## push both images to REGISTRY
 	docker push $(IMAGE):$(TAG)-cpu
 	docker push $(IMAGE):$(TAG)-gpu
 
-bench: bench-latency bench-ppo bench-sweeps bench-faults bench-load bench-throughput  ## the benchmarks (not bench-halfcheetah: hours): each prints a table and writes bench/out/*.json
+bench: bench-latency bench-ppo bench-sweeps bench-faults bench-load bench-throughput bench-sampling  ## the benchmarks (not bench-halfcheetah: hours): each prints a table and writes bench/out/*.json
 
 bench-latency: venv  ## where make train's and make sweep's time goes, beside commit AGAINST's (default HEAD~1; AGAINST= for none)
 	$(PY) -m bench.latency$(if $(AGAINST), --against $(AGAINST))
@@ -157,6 +157,9 @@ bench-load: venv  ## 20 training jobs at once; a 500-trial sweep's driver peak R
 
 bench-throughput: venv  ## MuJoCo PPO on CPUs: an iteration's sampling, learning and the rest, against this machine's limit
 	$(PY) -m bench.throughput
+
+bench-sampling: venv  ## one env runner's round of MuJoCo sampling: RLlib's loop, the batched filter and runner, the limit
+	$(PY) -m bench.sampling
 
 bench-halfcheetah: venv  ## time to a return of 1,500 on HalfCheetah: ours, Stable-Baselines3 + RL Zoo, plain RLlib (up to hours)
 	$(PY) -m bench.halfcheetah
