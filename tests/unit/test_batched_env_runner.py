@@ -60,16 +60,28 @@ def sample_rounds(runner_cls, config, rounds: int, steps: int):
         runner.stop()
 
 
-def assert_same_chunks(ours, theirs):
+def rllib_filter_pipeline(env=None, spaces=None, device=None):
+    """RLlib's own MeanStdFilter (env by env, in the episodes) in front of the project's stacking."""
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+    from jobs.common.rllib.connectors import StackObservations
+
+    return [MeanStdFilter(multi_agent=False), StackObservations(device=device)]
+
+
+def assert_same_chunks(ours, theirs, exact: bool = True):
     assert len(ours) == len(theirs)
     for mine, other in zip(ours, theirs, strict=True):
         assert {k: mine[k] for k in ("len", "t_started", "terminated", "truncated")} == \
             {k: other[k] for k in ("len", "t_started", "terminated", "truncated")}  # fmt: skip
         for key in COLUMNS:
             assert np.asarray(mine[key]).dtype == np.asarray(other[key]).dtype, key
-            np.testing.assert_array_equal(mine[key], other[key], err_msg=key)
+            if exact:
+                np.testing.assert_array_equal(mine[key], other[key], err_msg=key)
+            else:
+                np.testing.assert_allclose(mine[key], other[key], rtol=1e-5, atol=1e-6, err_msg=key)
         if other["lookback_obs"] is not None:
-            np.testing.assert_array_equal(mine["lookback_obs"], other["lookback_obs"])
+            np.testing.assert_allclose(mine["lookback_obs"], other["lookback_obs"], rtol=0 if exact else 1e-5)
 
 
 @pytest.mark.parametrize(
@@ -92,6 +104,17 @@ def test_batched_runner_returns_what_rllibs_runner_returns_round_after_round(env
     for key in ("episode_return_mean", "episode_len_mean", "num_episodes", "num_env_steps_sampled",
                 "num_env_steps_sampled_lifetime"):  # fmt: skip
         assert float(our_metrics[key]) == pytest.approx(float(their_metrics[key])), key
+
+
+@pytest.mark.parametrize(("env", "num_envs", "steps"), [("CartPole-v1", 3, 90), ("Pendulum-v1", 4, 160)])
+def test_batched_runner_and_filter_return_what_rllibs_runner_and_its_own_filter_return(env, num_envs, steps):
+    config = config_for(env, num_envs, "MeanStdFilter")
+    ours, our_continues, _ = sample_rounds(BatchedEnvRunner, config, 4, steps)
+    rllibs = config_for(env, num_envs, "MeanStdFilter").env_runners(env_to_module_connector=rllib_filter_pipeline)
+    theirs, their_continues, _ = sample_rounds(SingleAgentEnvRunner, rllibs, 4, steps)
+    assert our_continues == their_continues
+    for mine, other in zip(ours, theirs, strict=True):
+        assert_same_chunks(mine, other, exact=False)  # the statistics summed in another order
 
 
 def test_batched_runner_stores_the_filters_output_in_its_episodes():

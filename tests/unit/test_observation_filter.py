@@ -50,7 +50,7 @@ def test_batched_statistics_equal_rllibs_pushed_one_observation_at_a_time():
         np.testing.assert_allclose(getattr(ours, key), getattr(theirs, key), rtol=1e-10, err_msg=key)
 
 
-def test_the_batched_filter_normalises_with_the_statistics_after_the_batch_and_keeps_rllibs_state():
+def test_the_batched_filter_normalises_as_rllibs_does_one_observation_at_a_time_and_keeps_its_state():
     import gymnasium as gym
     from ray.rllib.connectors.env_to_module import MeanStdFilter as RLlibMeanStdFilter
 
@@ -60,13 +60,14 @@ def test_the_batched_filter_normalises_with_the_statistics_after_the_batch_and_k
         piece.input_observation_space = space
     theirs.get_state()  # makes RLlib's filter's statistics, which this test pushes into one row at a time
     rng = np.random.default_rng(1)
-    batches = [rng.normal(loc=5.0, scale=4.0, size=(8, 3)) for _ in range(3)]
+    # From the first observation on (no statistics yet), a batch of one, and values far off the mean.
+    batches = [rng.normal(loc=5.0, scale=4.0, size=(n, 3)) for n in (64, 1, 64, 64)]
+    batches[-1][2] = 1_000.0
     for batch in batches:
         normalised = ours(rl_module=None, batch={"obs": batch.copy()}, episodes=[])["obs"]
-        for row in batch:
-            theirs._filters[None](row)  # RLlib's statistics, pushed one observation at a time
-        stats = theirs._filters[None].running_stats
-        np.testing.assert_allclose(normalised, np.clip((batch - stats.mean) / (stats.std + 1e-8), -10, 10), rtol=1e-6)
+        one_at_a_time = np.stack([theirs._filters[None](row) for row in batch])
+        np.testing.assert_allclose(normalised, one_at_a_time, rtol=1e-7, atol=1e-9)
+    assert np.abs(normalised).max() == 10.0  # clipped, as RLlib clips
     # Same state (RLlib's format, under RLlib's name), so checkpoints and runner syncs read both.
     ours_stats, theirs_stats = (RunningStat.from_state(piece.get_state()[None]["running_stats"][0])
                                 for piece in (ours, theirs))  # fmt: skip
@@ -79,7 +80,7 @@ def test_the_batched_filter_normalises_with_the_statistics_after_the_batch_and_k
     merged = RunningStat.from_state(
         driver.merge_states([ours.get_state(), theirs.get_state()])[None]["running_stats"][0]
     )
-    assert merged.n == 48
+    assert merged.n == 2 * sum(len(batch) for batch in batches)
     np.testing.assert_allclose(merged.mean, np.concatenate(batches * 2).mean(axis=0), rtol=1e-10)
 
 

@@ -3,20 +3,22 @@
 RLlib's default env-to-module pipeline adds each env's observation to the batch one item at a time and
 then batches the items through `tree`; its module-to-env pipeline unbatches every output of the forward
 pass into one item per env, then lists them again for the vector env (ListifyDataForVectorEnv). The env
-runner indexes the batched arrays itself, so these pipelines keep the batch whole:
+runner (env_runner.py, or RLlib's) indexes the batched arrays itself, so these pipelines keep the batch
+whole. BatchedEnvRunner hands them each step's observations as one array in `batch`; RLlib's loop (and
+every reset) leaves them in the episodes, where the pipelines read them:
 
 - env to module: the envs' last observations stacked into one tensor (what AddObservationsFromEpisodes-
   ToBatch, BatchIndividualItems and NumpyToTensor give a module without state), after a MeanStdFilter
   where the experiment sets `env_runners.observation_filter: MeanStdFilter`: RLlib's, on the whole
-  batch at once (below; it normalises the observation in each episode, so the learner trains on what
-  the module saw);
+  batch at once (below); the episodes keep the normalised observations, so the learner trains on what
+  the module saw;
 - module to env: RLlib's own GetActions and TensorToNumpy, and nothing after them.
 
 The project's modules are stateless MLPs of one agent (no recurrent model in the experiment schema),
 and actions are rescaled and clipped in the env (envs.py, normalize_actions off), so the default
 pieces these leave out (time ranks, states, agent mapping, NormalizeAndClipActions) did nothing here.
-Same actions, log-probs and episodes as the defaults; 10 % less time per env runner step on HalfCheetah
-with 64 envs (bench/throughput.py).
+Same actions, log-probs and episodes as the defaults (tests/unit/test_env_runner_pipelines.py); 10 % less
+time per env runner step on HalfCheetah with 64 envs (bench/throughput.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ray.rllib.connectors.env_to_module import MeanStdFilter as RLlibMeanStdFilt
 from ray.rllib.connectors.module_to_env import GetActions
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.filter import RunningStat
+from ray.rllib.utils.numpy import SMALL_NUMBER
 from ray.rllib.utils.spaces.space_utils import batch as batch_items
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
@@ -92,12 +95,35 @@ def push_rows(stat: RunningStat, rows: np.ndarray) -> None:
     stat.num_pushes_delta += count
 
 
+def normalised_as_pushed(stat: RunningStat, rows: np.ndarray, demean: bool, destd: bool, clip: float | None):
+    """Each row normalised with `stat`'s mean and std after the rows up to and including it were pushed
+    (what RLlib's filter gives, pushing and normalising one observation at a time), from running sums of
+    the rows' deviations from the mean before them. `stat` is left as it is."""
+    x = rows.astype(np.float64, copy=False)
+    counts = (stat.num_pushes + np.arange(1, len(x) + 1, dtype=np.float64))[:, None]
+    deviations = x - stat.mean_array
+    sums = np.cumsum(deviations, axis=0)
+    means = stat.mean_array + sums / counts
+    # The sum of squared deviations from each prefix's own mean, as Welford's update keeps it.
+    sum_sq = stat.sum_sq_diff_array + np.cumsum(np.square(deviations), axis=0) - np.square(sums) / counts
+    # As RunningStat.var and .std: 0 until two values, the variance in float32.
+    var = np.where(counts > 1, sum_sq / np.maximum(counts - 1, 1), 0.0).astype(np.float32)
+    out = x
+    if demean:
+        out = out - means
+    if destd:
+        out = out / (np.sqrt(np.maximum(0, var)) + SMALL_NUMBER)
+    if clip:
+        out = np.clip(out, -clip, clip)
+    return out.astype(rows.dtype)
+
+
 class MeanStdFilter(RLlibMeanStdFilter):
     """RLlib's MeanStdFilter on a vector env's observations as one batch: its statistics take the whole
-    batch in one numpy update and it normalises the batch in one expression, where RLlib's pushes and
-    normalises env by env (a third of an env runner's time with 64 envs on HalfCheetah;
-    bench/throughput.py). The one difference: each observation is normalised with the statistics after
-    the step's whole batch, where RLlib's uses those after the envs before it and itself.
+    batch in one numpy update and it normalises the batch in a few numpy expressions, where RLlib's pushes
+    and normalises env by env (a third of an env runner's time with 64 envs on HalfCheetah;
+    bench/sampling.py). Same output as RLlib's, to float rounding: each observation normalised with the
+    statistics after the envs before it and itself (tests/unit/test_observation_filter.py).
 
     State, syncing across env runners and checkpoints are RLlib's own, and so is the name: a connector
     pipeline keys each connector's state by its class name, so checkpoints of either restore into both.
@@ -130,10 +156,14 @@ class MeanStdFilter(RLlibMeanStdFilter):
         return batch
 
     def _normalise(self, obs_filter, observations: np.ndarray) -> np.ndarray:
-        if self._update_stats:
-            push_rows(obs_filter.running_stats, observations)
-            push_rows(obs_filter.buffer, observations)
-        return obs_filter(observations, update=False)
+        if not self._update_stats:  # frozen statistics: RLlib's own normalisation of the batch
+            return obs_filter(observations, update=False)
+        normalised = normalised_as_pushed(
+            obs_filter.running_stats, observations, obs_filter.demean, obs_filter.destd, obs_filter.clip
+        )
+        push_rows(obs_filter.running_stats, observations)
+        push_rows(obs_filter.buffer, observations)
+        return normalised
 
 
 def env_to_module(env=None, spaces=None, device=None, observation_filter: str = "NoFilter") -> list[ConnectorV2]:
