@@ -95,8 +95,8 @@ def measure(samplers: dict, rounds: int) -> dict[str, list[float]]:
             started = time.perf_counter()
             sample()
             seconds[name].append(time.perf_counter() - started)
-        print(f"  round {index + 1}/{rounds}: " + ", ".join(f"{n.split(' (')[0]} {s[-1]:.3f}s" for n, s in seconds.items()),
-              flush=True)  # fmt: skip
+        times = ", ".join(f"{name.split(' (')[0]} {taken[-1]:.3f}s" for name, taken in seconds.items())
+        print(f"  round {index + 1}/{rounds}: {times}", flush=True)
     return seconds
 
 
