@@ -54,9 +54,49 @@ def _network(sizes: list[int], activation: str):
     return torch.nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class ActionHead:
+    """The policy's output for an action space, as RLlib's default PPO module has it: a Gaussian (means and
+    log-stds) over a Box, a categorical (logits) over a Discrete."""
+
+    size: int
+    discrete: bool
+
+    @classmethod
+    def of(cls, space) -> ActionHead:
+        import gymnasium as gym
+
+        from jobs.common.errors import UserError
+
+        if isinstance(space, gym.spaces.Discrete):
+            return cls(size=int(space.n), discrete=True)
+        if isinstance(space, gym.spaces.Box):
+            return cls(size=int(np.prod(space.shape)), discrete=False)
+        raise UserError(f"the limit models Box and Discrete action spaces, not {space}")
+
+    @property
+    def outputs(self) -> int:
+        return self.size if self.discrete else 2 * self.size
+
+    def distribution(self, outputs):
+        import torch
+
+        if self.discrete:
+            return torch.distributions.Categorical(logits=outputs)
+        mean, log_std = outputs.chunk(2, dim=-1)
+        return torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
+
+    def random_actions(self, batch: int, generator):
+        import torch
+
+        if self.discrete:
+            return torch.randint(self.size, (batch,), generator=generator)
+        return torch.randn(batch, self.size, generator=generator)
+
+
 class SamplingLoop:
     """The limit's sampling: `num_envs` envs in the project's vector env, stepped by a policy network of the
-    experiment's shape (a forward pass and a Gaussian sample per step), on one torch thread."""
+    experiment's shape (a forward pass and a sample from its distribution per step), on one torch thread."""
 
     def __init__(self, env_id: str, num_envs: int, hidden: list[int], activation: str):
         import torch
@@ -67,16 +107,20 @@ class SamplingLoop:
         self.num_envs = num_envs
         self.envs = make_vector_env(env_id, num_envs)
         obs_size = int(np.prod(self.envs.single_observation_space.shape))
-        act_size = int(np.prod(self.envs.single_action_space.shape))
-        self.policy = _network([obs_size, *hidden, 2 * act_size], activation)
+        self.head = ActionHead.of(self.envs.single_action_space)
+        self.policy = _network([obs_size, *hidden, self.head.outputs], activation)
         self.obs, _ = self.envs.reset(seed=0)
 
     def step(self) -> None:
         import torch
 
         with torch.no_grad():
-            mean, log_std = self.policy(torch.as_tensor(self.obs, dtype=torch.float32)).chunk(2, dim=-1)
-            actions = torch.normal(mean, log_std.exp()).numpy()
+            outputs = self.policy(torch.as_tensor(self.obs, dtype=torch.float32))
+            if self.head.discrete:
+                actions = torch.multinomial(torch.softmax(outputs, dim=-1), 1).squeeze(-1).numpy()
+            else:
+                mean, log_std = outputs.chunk(2, dim=-1)
+                actions = torch.normal(mean, log_std.exp()).numpy()
         self.obs, *_ = self.envs.step(actions)
 
     def run(self, env_steps: int) -> None:
@@ -102,19 +146,19 @@ def sampling_rate(env_id: str, num_envs: int, hidden: list[int], activation: str
     return rate
 
 
-def update_seconds(obs_size: int, act_size: int, hidden: list[int], activation: str, batch: int, minibatch: int,
+def update_seconds(obs_size: int, head: ActionHead, hidden: list[int], activation: str, batch: int, minibatch: int,
                    epochs: int, threads: int, repeats: int = 2) -> float:  # fmt: skip
     """One PPO update of `batch` samples (`epochs` passes in minibatches of `minibatch`) on `threads`
     torch threads: the fastest of `repeats` after a warm-up one."""
     import torch
 
     torch.set_num_threads(threads)
-    policy = _network([obs_size, *hidden, 2 * act_size], activation)
+    policy = _network([obs_size, *hidden, head.outputs], activation)
     value = _network([obs_size, *hidden, 1], activation)
     optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=3e-4)
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(batch, obs_size, generator=generator)
-    actions = torch.randn(batch, act_size, generator=generator)
+    actions = head.random_actions(batch, generator)
     old_logp = torch.randn(batch, generator=generator)
     advantages = torch.randn(batch, generator=generator)
     returns = torch.randn(batch, generator=generator)
@@ -125,13 +169,12 @@ def update_seconds(obs_size: int, act_size: int, hidden: list[int], activation: 
             order = torch.randperm(batch, generator=generator)
             for start in range(0, batch, minibatch):
                 index = order[start : start + minibatch]
-                mean, log_std = policy(obs[index]).chunk(2, dim=-1)
-                dist = torch.distributions.Normal(mean, log_std.exp())
-                logp = dist.log_prob(actions[index]).sum(-1)
+                dist = head.distribution(policy(obs[index]))
+                logp = dist.log_prob(actions[index])
                 ratio = (logp - old_logp[index]).exp()
                 surrogate = torch.min(ratio * advantages[index], ratio.clamp(0.8, 1.2) * advantages[index])
                 value_loss = (value(obs[index]).squeeze(-1) - returns[index]).pow(2)
-                loss = -surrogate.mean() + 0.5 * value_loss.mean() - 0.0 * dist.entropy().sum(-1).mean()
+                loss = -surrogate.mean() + 0.5 * value_loss.mean() - 0.0 * dist.entropy().mean()
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([*policy.parameters(), *value.parameters()], 0.5)
@@ -152,11 +195,11 @@ def measure(experiment, cores: int, seconds: float = 6.0, repeats: int = 2) -> L
     rate = sampling_rate(experiment.env, num_envs, hidden, activation, seconds=seconds)
     env = gym.make(experiment.env)
     obs_size = int(np.prod(env.observation_space.shape))
-    act_size = int(np.prod(env.action_space.shape))
+    head = ActionHead.of(env.action_space)
     env.close()
     training = experiment.training
     batch = training.train_batch_size or 4000
     minibatch = training.minibatch_size or 128
-    update = update_seconds(obs_size, act_size, hidden, activation, batch, minibatch, training.num_epochs or 1, cores,
+    update = update_seconds(obs_size, head, hidden, activation, batch, minibatch, training.num_epochs or 1, cores,
                             repeats=repeats)  # fmt: skip
     return Limit(steps_per_s_per_core=rate, update_s=update, cores=cores, batch=batch)
