@@ -4,6 +4,7 @@ rewards, model outputs, done flags, where each starts and how rounds continue th
 mid-round (CartPole's terminations, Pendulum's time limit), with and without the observation filter, and
 the same episode metrics. In-process, without Ray."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,36 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from jobs.common.rllib.env_runner import BatchedEnvRunner, unvalidated_distributions
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import parse_experiment
+
+FLAKY = "ray-rl-test/Flaky-v0"
+
+
+class Flaky(gym.Env):
+    """Ten-step episodes of a counter; the envs' 25th step in all raises once per test (`Flaky.failures`)."""
+
+    steps_taken = 0
+    failures = 1
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-100.0, 100.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        Flaky.steps_taken += 1
+        if Flaky.steps_taken == 25 and Flaky.failures:
+            Flaky.failures -= 1
+            raise RuntimeError("the simulator crashed")
+        self.t += 1
+        observation = np.array([self.t, float(action)], dtype=np.float32)
+        return observation, 1.0 + action, self.t >= 10, False, {}
+
+
+gym.register(id=FLAKY, entry_point=Flaky)
 
 COLUMNS = ("obs", "actions", "rewards", "action_logp", "action_dist_inputs", "weights_seq_no")
 
@@ -115,6 +146,21 @@ def test_batched_runner_and_filter_return_what_rllibs_runner_and_its_own_filter_
     assert our_continues == their_continues
     for mine, other in zip(ours, theirs, strict=True):
         assert_same_chunks(mine, other, exact=False)  # the statistics summed in another order
+
+
+def test_after_an_env_fails_the_batched_runner_starts_over_as_rllibs_runner_does():
+    config = config_for(FLAKY, 3).fault_tolerance(restart_failed_sub_environments=True)
+    results = []
+    for runner_cls in (BatchedEnvRunner, SingleAgentEnvRunner):
+        Flaky.steps_taken, Flaky.failures = 0, 1
+        results.append(sample_rounds(runner_cls, config, 3, 30))
+        assert Flaky.failures == 0  # the env did fail, in the first round
+    (ours, our_continues, _), (theirs, their_continues, _) = results
+    assert our_continues == their_continues
+    for mine, other in zip(ours, theirs, strict=True):
+        assert_same_chunks(mine, other)
+    # The round the env failed in still returned its 30 steps, from the envs made again.
+    assert sum(chunk["len"] for chunk in ours[0]) >= 30
 
 
 def test_batched_runner_stores_the_filters_output_in_its_episodes():
