@@ -89,12 +89,10 @@ def load(path: Path, overrides: list[str], variant: dict | None = None):
 
 
 def sample_once(experiment) -> tuple[list, dict, float]:
-    """One update's worth of episodes from a local env runner (untrained policy)."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
+    """One update's worth of episodes from a local env runner (untrained policy), the project's runner class."""
     config = build_ppo_config(experiment, use_groups=False)
     config.env_runners(num_env_runners=0)  # the local runner makes the env and samples
-    runner = SingleAgentEnvRunner(config=config)
+    runner = config.env_runner_cls(config=config)
     started = time.perf_counter()
     try:
         episodes = runner.sample(num_timesteps=config.total_train_batch_size, random_actions=False)

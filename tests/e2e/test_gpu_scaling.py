@@ -90,7 +90,9 @@ def test_cpu_stand_in_with_two_learners_learns_cartpole_with_the_gpu_placement(c
         for node_id, resources in state["nodes"]
     }
     actors = [(name, node) for name, node, job in state["actors"] if job == job_id]
-    runners = [node for name, node in actors if name == "SingleAgentEnvRunner"]
+    # The project's env runner class (jobs/common/rllib/env_runner.py); named, not imported: importing it
+    # would import Ray into this process (see above).
+    runners = [node for name, node in actors if name == "BatchedEnvRunner"]
     # RLlib's learners run inside Ray Train's worker wrapper.
     learners = [node for name, node in actors if name.endswith("_WrappedExecutable")]
     assert runners and {group_of_node[node] for node in runners} == {"cpu-workers"}
