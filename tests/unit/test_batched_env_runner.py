@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from jobs.common.rllib.env_runner import BatchedEnvRunner, unvalidated_distributions
@@ -176,6 +177,31 @@ def test_batched_runner_stores_the_filters_output_in_its_episodes():
         assert episodes[0].observation_space == runner._env_to_module.observation_space
     finally:
         runner.stop()
+
+
+STEPS_SEEN = []
+
+
+class StepCounter(RLlibCallback):
+    def on_episode_step(self, **kwargs):
+        STEPS_SEEN.append(1)
+
+
+@pytest.mark.parametrize("how", ["function", "class"])
+def test_batched_runner_takes_rllibs_loop_where_callbacks_watch_episodes_step_by_step(how):
+    STEPS_SEEN.clear()
+    steps_seen = STEPS_SEEN
+    config = config_for("CartPole-v1", 2)
+    if how == "function":
+        config.callbacks(on_episode_step=lambda **kwargs: steps_seen.append(1))
+    else:
+        config.callbacks(callbacks_class=StepCounter)
+    runner = BatchedEnvRunner(config=config)
+    try:
+        runner.sample(num_timesteps=40)
+    finally:
+        runner.stop()
+    assert len(steps_seen) >= 40  # RLlib's loop calls it for every env step; the batched one never
 
 
 def test_batched_runner_takes_rllibs_loop_for_whole_episodes_and_random_actions():

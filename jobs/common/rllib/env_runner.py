@@ -14,8 +14,8 @@ argument checks (unvalidated_distributions). On HalfCheetah with 64 envs an env 
 steps took 15-25 % less time than RLlib's loop (bench/throughput.py, docs/benchmarks.md).
 
 It runs no episode callbacks, so it takes RLlib's loop wherever that loop serves something it does not:
-sampling whole episodes (`num_episodes`), random actions, and experiments with RLlib callbacks, which
-see each episode step by step. One metric reads differently: RLlib's
+sampling whole episodes (`num_episodes`), random actions, nested observation spaces, and experiments
+with RLlib callbacks, which see each episode step by step. One metric reads differently: RLlib's
 `env_to_module_sum_episodes_length_in/out` count the steps written into episodes, here those up to the
 last episode end or round.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -74,7 +75,7 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore: bool, random_actions: bool = False,
                 force_reset: bool = False):  # fmt: skip
-        if num_timesteps is None or random_actions or self.module is None or self._has_callbacks():
+        if num_timesteps is None or random_actions or self.module is None or not self._keeps_batches():
             return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
                                    random_actions=random_actions, force_reset=force_reset)  # fmt: skip
         with unvalidated_distributions():
@@ -138,15 +139,18 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             self._write_steps(env_index, steps, starts[env_index])
         return self._finish_round(done_episodes, ts)
 
-    def _has_callbacks(self) -> bool:
-        """Whether the experiment has RLlib callbacks that would watch episodes step by step."""
+    def _keeps_batches(self) -> bool:
+        """Whether this runner's loop serves the experiment: Box observations (one array per step), and no
+        RLlib callbacks, which would watch episodes step by step."""
+        if not isinstance(self.env.single_observation_space, gym.spaces.Box):
+            return False
         config = self.config
         if any(
             getattr(config, f"callbacks_{which}", None)
             for which in ("on_episode_start", "on_episode_step", "on_episode_end", "on_episode_created")
         ):
-            return True
-        return any(type(callback) is not RLlibCallback for callback in self._callbacks)
+            return False
+        return all(type(callback) is RLlibCallback for callback in self._callbacks)
 
     def _forward(self, to_module: dict[str, Any], explore: bool, ts: int) -> dict[str, Any]:
         """The module's forward pass and the module-to-env connectors, as RLlib's loop runs them."""
