@@ -86,6 +86,16 @@ class ActionHead:
         mean, log_std = outputs.chunk(2, dim=-1)
         return torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
 
+    def sample(self, outputs):
+        """Actions for the env from a batch of outputs, by torch's samplers directly (no distribution objects:
+        the limit's lean path)."""
+        import torch
+
+        if self.discrete:
+            return torch.multinomial(torch.softmax(outputs, dim=-1), 1).squeeze(-1).numpy()
+        mean, log_std = outputs.chunk(2, dim=-1)
+        return torch.normal(mean, log_std.exp()).numpy()
+
     def random_actions(self, batch: int, generator):
         import torch
 
@@ -115,12 +125,7 @@ class SamplingLoop:
         import torch
 
         with torch.no_grad():
-            outputs = self.policy(torch.as_tensor(self.obs, dtype=torch.float32))
-            if self.head.discrete:
-                actions = torch.multinomial(torch.softmax(outputs, dim=-1), 1).squeeze(-1).numpy()
-            else:
-                mean, log_std = outputs.chunk(2, dim=-1)
-                actions = torch.normal(mean, log_std.exp()).numpy()
+            actions = self.head.sample(self.policy(torch.as_tensor(self.obs, dtype=torch.float32)))
         self.obs, *_ = self.envs.step(actions)
 
     def run(self, env_steps: int) -> None:

@@ -11,6 +11,7 @@ import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
+from bench.sampling import rllib_filter_pipeline
 from jobs.common.rllib.env_runner import BatchedEnvRunner, unvalidated_distributions
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import parse_experiment
@@ -90,15 +91,6 @@ def sample_rounds(runner_cls, config, rounds: int, steps: int):
         return records, continues, metrics
     finally:
         runner.stop()
-
-
-def rllib_filter_pipeline(env=None, spaces=None, device=None):
-    """RLlib's own MeanStdFilter (env by env, in the episodes) in front of the project's stacking."""
-    from ray.rllib.connectors.env_to_module import MeanStdFilter
-
-    from jobs.common.rllib.connectors import StackObservations
-
-    return [MeanStdFilter(multi_agent=False), StackObservations(device=device)]
 
 
 def assert_same_chunks(ours, theirs, exact: bool = True):

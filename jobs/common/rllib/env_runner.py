@@ -11,7 +11,8 @@ the episode ends or the round of sampling does: a reset and a segment's last ste
 RLlib's loop returns from the same seed: the same episode chunks, steps, model outputs, continuations and
 metrics (tests/unit/test_batched_env_runner.py). While it samples, torch.distributions skip their
 argument checks (unvalidated_distributions). On HalfCheetah with 64 envs an env runner's round of 8,192
-steps took 15-25 % less time than RLlib's loop (bench/throughput.py, docs/benchmarks.md).
+steps took 12-16 % less time than RLlib's loop with the same pipelines (bench/sampling.py,
+docs/benchmarks.md).
 
 It runs no episode callbacks, so it takes RLlib's loop wherever that loop serves something it does not:
 sampling whole episodes (`num_episodes`), random actions, nested observation spaces, and experiments
@@ -33,11 +34,14 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
-from ray.rllib.utils.metrics import ENV_TO_MODULE_CONNECTOR, MODULE_TO_ENV_CONNECTOR, WEIGHTS_SEQ_NO
+from ray.rllib.utils.metrics import (
+    ENV_TO_MODULE_CONNECTOR,
+    MODULE_TO_ENV_CONNECTOR,
+    RLMODULE_INFERENCE_TIMER,
+    WEIGHTS_SEQ_NO,
+)
 
 from jobs.common.rllib.connectors import NORMALISED_OBSERVATIONS
-
-INFERENCE_TIMER = "rlmodule_inference_timer"  # RLlib's RLMODULE_INFERENCE_TIMER
 
 
 @contextlib.contextmanager
@@ -68,10 +72,13 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
     module's docstring); everything else is RLlib's."""
 
     def __init__(self, *args, **kwargs):
-        # Which envs Gymnasium resets on the next step (their episode ended on the last); None until the
-        # first reset.
+        # Which envs Gymnasium resets on the next step (their episode ended on the last); set by every reset.
         self._resetting: np.ndarray | None = None
         super().__init__(*args, **kwargs)
+
+    def _reset_envs_and_episodes(self, explore: bool):
+        super()._reset_envs_and_episodes(explore)
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore: bool, random_actions: bool = False,
                 force_reset: bool = False):  # fmt: skip
@@ -86,9 +93,8 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
         # and back to train on every call.
         if self.module.training:
             self.module.eval()
-        if force_reset or self._needs_initial_reset or self._resetting is None:
+        if force_reset or self._needs_initial_reset:
             self._reset_envs_and_episodes(explore)
-            self._resetting = np.zeros(self.num_envs, dtype=bool)
         # Steps not yet in the episodes, and where each env's start in them.
         steps: list[Step] = []
         starts = [0] * self.num_envs
@@ -100,12 +106,11 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             actions = to_env.pop(Columns.ACTIONS)
             actions_for_env = to_env.pop(Columns.ACTIONS_FOR_ENV, actions)
             results = self._try_env_step(actions_for_env)
-            if isinstance(results, str) and results == ENV_STEP_FAILURE:
+            if results == ENV_STEP_FAILURE:
                 # As RLlib's loop does: the envs were made again; start over from a reset, keeping the
                 # episodes that had ended.
                 ts, steps, starts = 0, [], [0] * self.num_envs
                 self._reset_envs_and_episodes(explore)
-                self._resetting = np.zeros(self.num_envs, dtype=bool)
                 continue
             observations, rewards, terminateds, truncateds, _ = results
             observations = np.asarray(observations)
@@ -155,7 +160,7 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
     def _forward(self, to_module: dict[str, Any], explore: bool, ts: int) -> dict[str, Any]:
         """The module's forward pass and the module-to-env connectors, as RLlib's loop runs them."""
         runners = self.config.num_env_runners or 1
-        with self.metrics.log_time(INFERENCE_TIMER):
+        with self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
             if explore:
                 # RLlib's estimate of the global env steps: this runner's lifetime count times the runners.
                 global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
