@@ -6,11 +6,15 @@ bounds and give no step infos. In-process, without Ray."""
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
+from ray.rllib.connectors.common import TensorToNumpy
+from ray.rllib.connectors.module_to_env import GetActions
+from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
 from jobs.common.rllib import envs
-from jobs.common.rllib.connectors import StackObservations
+from jobs.common.rllib.connectors import SampleActions, StackObservations
 from jobs.common.rllib.ppo import build_ppo_config
 from jobs.common.schema.experiment import parse_experiment
 from tests.unit.recorder_env import RECORDER
@@ -137,3 +141,35 @@ def test_env_config_keys_reach_each_env_not_the_vector_env():
         assert not truncated.any()
     _, _, terminated, truncated, _ = vector.step(np.zeros(2, dtype=np.int64))
     assert (truncated | terminated).all()  # the third step of each env ends it
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("explore", [True, False])
+def test_sample_actions_gives_what_rllibs_get_actions_then_tensor_to_numpy_give_from_the_same_generator(env, explore):
+    config = build_ppo_config(experiment(env, 4), use_groups=False)
+    runner = config.env_runner_cls(config=config)
+    try:
+        module = runner.module
+        observations = torch.randn(64, *runner.env.single_observation_space.shape)
+        with torch.no_grad():
+            outputs = module.forward_exploration({Columns.OBS: observations})
+        # Spread out, as a trained policy's are (an untrained Gaussian has all its log-stds at 0).
+        outputs[Columns.ACTION_DIST_INPUTS] += torch.randn_like(outputs[Columns.ACTION_DIST_INPUTS])
+
+        def run(connectors, seed=7):
+            torch.manual_seed(seed)
+            batch = {key: value.clone() for key, value in outputs.items()}
+            for connector in connectors:
+                batch = connector(rl_module=module, batch=batch, episodes=runner._ongoing_episodes, explore=explore)
+            return batch
+
+        ours, theirs = run([SampleActions()]), run([GetActions(), TensorToNumpy()])
+        other_seed = run([SampleActions()], seed=8)
+    finally:
+        runner.stop()
+    assert set(ours) == set(theirs) == {Columns.ACTION_DIST_INPUTS, Columns.ACTIONS, Columns.ACTION_LOGP}
+    for key, value in theirs.items():
+        assert isinstance(ours[key], np.ndarray) and ours[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(ours[key], value, err_msg=key)
+    # Exploring, the actions are sampled (another seed, other actions); else the distribution's mode.
+    assert np.array_equal(other_seed[Columns.ACTIONS], ours[Columns.ACTIONS]) is not explore

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
@@ -164,9 +165,9 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             if explore:
                 # RLlib's estimate of the global env steps: this runner's lifetime count times the runners.
                 global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
-                to_env = self.module.forward_exploration(to_module, t=global_steps)
+                to_env = self._module_call("forward_exploration")(to_module, t=global_steps)
             else:
-                to_env = self.module.forward_inference(to_module)
+                to_env = self._module_call("forward_inference")(to_module)
         return self._module_to_env(
             rl_module=self.module,
             batch=to_env,
@@ -176,6 +177,16 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             metrics=self.metrics,
             metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,),
         )
+
+    def _module_call(self, name: str):
+        """The module's `forward_exploration` or `forward_inference`. TorchRLModule's switch the module to eval
+        mode and back on every call, a walk over all its layers (a tenth of the forward pass here); this
+        runner keeps it in eval mode for the round, so where the module has TorchRLModule's own, their
+        `_forward_*` bodies, which RLlib's docs name as the methods to override."""
+        method = getattr(self.module, name)
+        if getattr(method, "__func__", None) is getattr(TorchRLModule, name) and not self.module.training:
+            return getattr(self.module, "_" + name)
+        return method
 
     def _write_steps(self, env_index: int, steps: list[Step], start: int):
         """Env `env_index`'s steps from `start` on, into its ongoing episode. Returns the episode.
