@@ -128,6 +128,18 @@ def test_batched_runner_returns_what_rllibs_runner_returns_round_after_round(env
     for key in ("episode_return_mean", "episode_len_mean", "num_episodes", "num_env_steps_sampled",
                 "num_env_steps_sampled_lifetime"):  # fmt: skip
         assert float(our_metrics[key]) == pytest.approx(float(their_metrics[key])), key
+    # The timers RLlib's loop logs on each step, here logged once per round: seconds per call.
+    for timer in (("rlmodule_inference_timer",), ("env_step_timer",),
+                  ("env_to_module_connector", "connector_pipeline_timer"),
+                  ("module_to_env_connector", "connector_pipeline_timer")):  # fmt: skip
+        mine, other = timer_value(our_metrics, timer), timer_value(their_metrics, timer)
+        assert 0 < mine < 0.05 and 0 < other < 0.05, (timer, mine, other)
+
+
+def timer_value(metrics: dict, key: tuple[str, ...]) -> float:
+    for part in key:
+        metrics = metrics[part]
+    return float(metrics.peek() if hasattr(metrics, "peek") else metrics)
 
 
 @pytest.mark.parametrize(("env", "num_envs", "steps"), [("CartPole-v1", 3, 90), ("Pendulum-v1", 4, 160)])

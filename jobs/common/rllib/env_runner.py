@@ -16,14 +16,16 @@ docs/benchmarks.md).
 
 It runs no episode callbacks, so it takes RLlib's loop wherever that loop serves something it does not:
 sampling whole episodes (`num_episodes`), random actions, nested observation spaces, and experiments
-with RLlib callbacks, which see each episode step by step. One metric reads differently: RLlib's
-`env_to_module_sum_episodes_length_in/out` count the steps written into episodes, here those up to the
-last episode end or round.
+with RLlib callbacks, which see each episode step by step. Its timers are logged once per round
+(RoundTimers): the pipelines', the forward pass's and the env step's seconds per call, as RLlib's are,
+but not each connector's apart nor RLlib's `env_to_module_sum_episodes_length_in/out`, which sum the
+episodes' lengths (these come from resets only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -36,6 +38,7 @@ from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
 from ray.rllib.utils.metrics import (
+    CONNECTOR_PIPELINE_TIMER,
     ENV_TO_MODULE_CONNECTOR,
     MODULE_TO_ENV_CONNECTOR,
     RLMODULE_INFERENCE_TIMER,
@@ -56,6 +59,30 @@ def unvalidated_distributions():
         yield
     finally:
         torch.distributions.Distribution.set_default_validate_args(default)
+
+
+class RoundTimers:
+    """Seconds per call of what the runner times on every step (the connector pipelines, the forward pass),
+    added up over a round and logged once at its end as the mean per call, under RLlib's keys and with
+    `log_time`'s reduction. RLlib logs each call, with each connector timed apart and the episodes' lengths
+    summed twice: a dozen metric updates per vector step, as long as the pipelines' own work here."""
+
+    def __init__(self):
+        self._seconds: dict[tuple[str, ...], list[float]] = {}
+
+    @contextlib.contextmanager
+    def time(self, *key: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = self._seconds.setdefault(key, [0.0, 0])
+            seconds[0] += time.perf_counter() - started
+            seconds[1] += 1
+
+    def log(self, metrics) -> None:
+        for key, (total, calls) in self._seconds.items():
+            metrics.log_value(key, total / calls, reduce="ema")
 
 
 class Step:
@@ -101,8 +128,9 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
         starts = [0] * self.num_envs
         done_episodes = []
         ts = 0
+        timers = RoundTimers()
         while ts < num_timesteps:
-            to_env = self._forward(self._cached_to_module, explore, ts)
+            to_env = self._forward(self._cached_to_module, explore, ts, timers)
             self._cached_to_module = None
             actions = to_env.pop(Columns.ACTIONS)
             actions_for_env = to_env.pop(Columns.ACTIONS_FOR_ENV, actions)
@@ -116,15 +144,15 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             observations, rewards, terminateds, truncateds, _ = results
             observations = np.asarray(observations)
             self._shared_data.pop(NORMALISED_OBSERVATIONS, None)
-            self._cached_to_module = self._env_to_module(
-                rl_module=self.module,
-                batch={Columns.OBS: observations},
-                episodes=self._ongoing_episodes,
-                explore=explore,
-                shared_data=self._shared_data,
-                metrics=self.metrics,
-                metrics_prefix_key=(ENV_TO_MODULE_CONNECTOR,),
-            )
+            with timers.time(ENV_TO_MODULE_CONNECTOR, CONNECTOR_PIPELINE_TIMER):
+                self._cached_to_module = self._env_to_module(
+                    rl_module=self.module,
+                    batch={Columns.OBS: observations},
+                    episodes=self._ongoing_episodes,
+                    explore=explore,
+                    shared_data=self._shared_data,
+                    metrics=None,  # timed here, logged once per round
+                )
             # The episodes keep what the module saw: the filter's output where the experiment has one.
             stored = self._shared_data.pop(NORMALISED_OBSERVATIONS, observations)
             resets = self._resetting
@@ -143,6 +171,7 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
 
         for env_index in range(self.num_envs):
             self._write_steps(env_index, steps, starts[env_index])
+        timers.log(self.metrics)
         return self._finish_round(done_episodes, ts)
 
     def _keeps_batches(self) -> bool:
@@ -158,25 +187,25 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             return False
         return all(type(callback) is RLlibCallback for callback in self._callbacks)
 
-    def _forward(self, to_module: dict[str, Any], explore: bool, ts: int) -> dict[str, Any]:
+    def _forward(self, to_module: dict[str, Any], explore: bool, ts: int, timers: RoundTimers) -> dict[str, Any]:
         """The module's forward pass and the module-to-env connectors, as RLlib's loop runs them."""
         runners = self.config.num_env_runners or 1
-        with self.metrics.log_time(RLMODULE_INFERENCE_TIMER):
+        with timers.time(RLMODULE_INFERENCE_TIMER):
             if explore:
                 # RLlib's estimate of the global env steps: this runner's lifetime count times the runners.
                 global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
                 to_env = self._module_call("forward_exploration")(to_module, t=global_steps)
             else:
                 to_env = self._module_call("forward_inference")(to_module)
-        return self._module_to_env(
-            rl_module=self.module,
-            batch=to_env,
-            episodes=self._ongoing_episodes,
-            explore=explore,
-            shared_data=self._shared_data,
-            metrics=self.metrics,
-            metrics_prefix_key=(MODULE_TO_ENV_CONNECTOR,),
-        )
+        with timers.time(MODULE_TO_ENV_CONNECTOR, CONNECTOR_PIPELINE_TIMER):
+            return self._module_to_env(
+                rl_module=self.module,
+                batch=to_env,
+                episodes=self._ongoing_episodes,
+                explore=explore,
+                shared_data=self._shared_data,
+                metrics=None,
+            )
 
     def _module_call(self, name: str):
         """The module's `forward_exploration` or `forward_inference`. TorchRLModule's switch the module to eval
