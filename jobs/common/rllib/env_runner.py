@@ -61,6 +61,15 @@ def unvalidated_distributions():
         torch.distributions.Distribution.set_default_validate_args(default)
 
 
+def extend(buffer: InfiniteLookbackBuffer, items: list) -> None:
+    """`buffer.extend(items)`: one list extend where the buffer is still a list (an episode being sampled
+    into), where InfiniteLookbackBuffer.extend calls its `append` once per item."""
+    if buffer.finalized:
+        buffer.extend(items)
+    else:
+        buffer.data.extend(items)
+
+
 class RoundTimers:
     """Seconds per call of what the runner times on every step (the connector pipelines, the forward pass),
     added up over a round and logged once at its end as the mean per call, under RLlib's keys and with
@@ -236,15 +245,15 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             return episode
         *bulk, last = segment
         if bulk:
-            episode.observations.extend([step.observations[env_index] for step in bulk])
-            episode.actions.extend([step.actions[env_index] for step in bulk])
-            episode.rewards.extend([step.rewards[env_index] for step in bulk])
-            episode.infos.extend([{} for _ in bulk])
+            extend(episode.observations, [step.observations[env_index] for step in bulk])
+            extend(episode.actions, [step.actions[env_index] for step in bulk])
+            extend(episode.rewards, [step.rewards[env_index] for step in bulk])
+            extend(episode.infos, [{} for _ in bulk])
             outputs = {key: [step.outputs[key][env_index] for step in bulk] for key in last.outputs}
             outputs[WEIGHTS_SEQ_NO] = [self._weights_seq_no] * len(bulk)
             for key, values in outputs.items():
                 if key in episode.extra_model_outputs:
-                    episode.extra_model_outputs[key].extend(values)
+                    extend(episode.extra_model_outputs[key], values)
                 else:
                     episode.extra_model_outputs[key] = InfiniteLookbackBuffer(values)
             episode.t += len(bulk)
