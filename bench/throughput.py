@@ -80,12 +80,13 @@ class PhaseClock:
 def build(experiment):
     """The algorithm as `jobs.train` builds it: in this process where the experiment runs as one actor
     (jobs/common/rllib/trainer.py), else the driver's algorithm with its remote env runners and learners."""
+    from jobs.common.rllib.heap import build_algo
     from jobs.common.rllib.ppo import build_ppo_config
     from jobs.common.rllib.trainer import build_in_actor, runs_in_one_actor
 
     if runs_in_one_actor(experiment):
         return build_in_actor(experiment, use_groups=False)
-    return build_ppo_config(experiment, use_groups=False).build_algo()
+    return build_algo(build_ppo_config(experiment, use_groups=False))
 
 
 def env_runner_cores(experiment) -> int:

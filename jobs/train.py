@@ -34,6 +34,7 @@ from jobs.common.reports.outcome import TrainOutcome
 from jobs.common.reports.provenance import DriverLog, keep, run_record
 from jobs.common.reports.tables import key_values
 from jobs.common.reports.tensorboard import TensorBoardLog
+from jobs.common.rllib.heap import build_algo
 from jobs.common.rllib.ppo import build_ppo_config, rejected, resolved_settings
 from jobs.common.rllib.trainer import runs_in_one_actor
 from jobs.common.run import lease, loop, recovery
@@ -364,7 +365,7 @@ def build_algorithm(experiment: Experiment, groups: dict[str, GroupCapacity] | N
             return RemoteAlgorithm(experiment, resources)
     # One job at a time places its actors: two half-placed jobs would wait for each other forever.
     with build_gate.building(f"job {experiment.name}"):
-        return build_ppo_config(experiment, use_groups=use_groups, groups=groups).build_algo()
+        return build_algo(build_ppo_config(experiment, use_groups=use_groups, groups=groups))
 
 
 def restore(algo, checkpoint: str) -> None:

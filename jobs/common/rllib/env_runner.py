@@ -46,6 +46,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from jobs.common.rllib.connectors import NORMALISED_OBSERVATIONS
+from jobs.common.rllib.heap import freeze_built_objects
 
 
 @contextlib.contextmanager
@@ -112,6 +113,10 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
         # Which envs Gymnasium resets on the next step (their episode ended on the last); set by every reset.
         self._resetting: np.ndarray | None = None
         super().__init__(*args, **kwargs)
+        if (self.worker_index or 0) > 0:
+            # A remote runner's process is its own: what it was built with lives as long as it does, out of
+            # the full collections' way (heap.py).
+            freeze_built_objects()
 
     def _reset_envs_and_episodes(self, explore: bool):
         super()._reset_envs_and_episodes(explore)

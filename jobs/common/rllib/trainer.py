@@ -38,9 +38,10 @@ def runs_in_one_actor(experiment: Experiment) -> bool:
 def build_in_actor(experiment: Experiment, use_groups: bool):
     """The algorithm as the actor holds it: a local learner on the experiment's CPUs (as torch
     threads), the env runners remote where the experiment has any (on the CPU group with `use_groups`)."""
+    from jobs.common.rllib.heap import build_algo
     from jobs.common.rllib.ppo import build_ppo_config
 
-    return build_ppo_config(experiment, in_process_gpus=0, remote_env_runners=True, use_groups=use_groups).build_algo()
+    return build_algo(build_ppo_config(experiment, in_process_gpus=0, remote_env_runners=True, use_groups=use_groups))
 
 
 class TrainerActor:
