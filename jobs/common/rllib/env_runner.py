@@ -11,7 +11,7 @@ the episode ends or the round of sampling does: a reset and a segment's last ste
 RLlib's loop returns from the same seed: the same episode chunks, steps, model outputs, continuations and
 metrics (tests/unit/test_batched_env_runner.py). While it samples, torch.distributions skip their
 argument checks (unvalidated_distributions). On HalfCheetah with 64 envs an env runner's round of 8,192
-steps took 12-16 % less time than RLlib's loop with the same pipelines (bench/sampling.py,
+steps took 11-17 % less time than RLlib's loop with the same pipelines (bench/sampling.py,
 docs/benchmarks.md).
 
 It runs no episode callbacks, so it takes RLlib's loop wherever that loop serves something it does not:
