@@ -72,15 +72,23 @@ def stack_last_observations(episodes):
 
 
 def push_rows(stat: RunningStat, rows: np.ndarray) -> None:
-    """`stat.push(row)` for each row, in one pass: the rows' mean and sum of squared deviations merged into
-    the stat's (Chan, Golub and LeVeque's parallel form of Welford's update), its delta since the last sync
-    moved by as much, as the pushes one by one would have moved it."""
-    count = len(rows)
+    """`stat.push(row)` for each row, in one pass (merge_moments of the rows' moments)."""
+    merge_moments(stat, *row_moments(rows))
+
+
+def row_moments(rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The rows' count, mean and sum of squared deviations from it, in float64."""
+    rows = rows.astype(np.float64, copy=False)
+    rows_mean = rows.mean(axis=0) if len(rows) else np.zeros(rows.shape[1:])
+    return len(rows), rows_mean, np.square(rows - rows_mean).sum(axis=0)
+
+
+def merge_moments(stat: RunningStat, count: int, rows_mean: np.ndarray, rows_sq: np.ndarray) -> None:
+    """A batch's moments (row_moments) merged into the stat's (Chan, Golub and LeVeque's parallel form of
+    Welford's update), its delta since the last sync moved by as much, as pushing the rows one by one
+    would have moved it."""
     if count == 0:
         return
-    rows = rows.astype(np.float64, copy=False)
-    rows_mean = rows.mean(axis=0)
-    rows_sq = np.square(rows - rows_mean).sum(axis=0)
     seen = stat.num_pushes
     if seen == 0:
         mean, sum_sq = rows_mean, rows_sq
@@ -165,8 +173,9 @@ class MeanStdFilter(RLlibMeanStdFilter):
         normalised = normalised_as_pushed(
             obs_filter.running_stats, observations, obs_filter.demean, obs_filter.destd, obs_filter.clip
         )
-        push_rows(obs_filter.running_stats, observations)
-        push_rows(obs_filter.buffer, observations)
+        moments = row_moments(observations)  # the same batch into both: the stats and the delta to sync
+        merge_moments(obs_filter.running_stats, *moments)
+        merge_moments(obs_filter.buffer, *moments)
         return normalised
 
 

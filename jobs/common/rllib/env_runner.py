@@ -143,8 +143,9 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
         done_episodes = []
         ts = 0
         timers = RoundTimers()
+        forward = self._module_forward(explore)
         while ts < num_timesteps:
-            to_env = self._forward(self._cached_to_module, explore, ts, timers)
+            to_env = self._forward(forward, self._cached_to_module, explore, ts, timers)
             self._cached_to_module = None
             actions = to_env.pop(Columns.ACTIONS)
             actions_for_env = to_env.pop(Columns.ACTIONS_FOR_ENV, actions)
@@ -201,16 +202,17 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             return False
         return all(type(callback) is RLlibCallback for callback in self._callbacks)
 
-    def _forward(self, to_module: dict[str, Any], explore: bool, ts: int, timers: RoundTimers) -> dict[str, Any]:
-        """The module's forward pass and the module-to-env connectors, as RLlib's loop runs them."""
+    def _forward(self, forward, to_module: dict[str, Any], explore: bool, ts: int, timers: RoundTimers):
+        """The module's forward pass (`forward`, _module_forward's) and the module-to-env connectors, as
+        RLlib's loop runs them."""
         runners = self.config.num_env_runners or 1
         with timers.time(RLMODULE_INFERENCE_TIMER):
             if explore:
                 # RLlib's estimate of the global env steps: this runner's lifetime count times the runners.
                 global_steps = (self.num_env_steps_sampled_lifetime // runners + ts) * runners
-                to_env = self._module_call("forward_exploration")(to_module, t=global_steps)
+                to_env = forward(to_module, t=global_steps)
             else:
-                to_env = self._module_call("forward_inference")(to_module)
+                to_env = forward(to_module)
         with timers.time(MODULE_TO_ENV_CONNECTOR, CONNECTOR_PIPELINE_TIMER):
             return self._module_to_env(
                 rl_module=self.module,
@@ -221,11 +223,12 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
                 metrics=None,
             )
 
-    def _module_call(self, name: str):
-        """The module's `forward_exploration` or `forward_inference`. TorchRLModule's switch the module to eval
-        mode and back on every call, a walk over all its layers (a tenth of the forward pass here); this
-        runner keeps it in eval mode for the round, so where the module has TorchRLModule's own, their
-        `_forward_*` bodies, which RLlib's docs name as the methods to override."""
+    def _module_forward(self, explore: bool):
+        """The module's `forward_exploration` or `forward_inference`, for a round. TorchRLModule's switch the
+        module to eval mode and back on every call, a walk over all its layers (a tenth of the forward pass
+        here); this runner keeps it in eval mode for the round, so where the module has TorchRLModule's own,
+        their `_forward_*` bodies, which RLlib's docs name as the methods to override."""
+        name = "forward_exploration" if explore else "forward_inference"
         method = getattr(self.module, name)
         if getattr(method, "__func__", None) is getattr(TorchRLModule, name) and not self.module.training:
             return getattr(self.module, "_" + name)
