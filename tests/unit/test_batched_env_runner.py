@@ -225,13 +225,13 @@ def test_distributions_are_unchecked_only_while_the_runner_samples():
     config = config_for("Pendulum-v1", 2)
     runner = BatchedEnvRunner(config=config)
     try:
-        forward = runner.module.forward_exploration
+        forward = runner._forward  # the forward pass and the module-to-env pipeline, on every step
 
         def watched(*args, **kwargs):
             seen.append(torch.distributions.Distribution._validate_args)
             return forward(*args, **kwargs)
 
-        runner.module.forward_exploration = watched
+        runner._forward = watched
         runner.sample(num_timesteps=20)
     finally:
         runner.stop()

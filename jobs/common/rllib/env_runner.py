@@ -47,6 +47,7 @@ from ray.rllib.utils.metrics import (
 
 from jobs.common.rllib.connectors import NORMALISED_OBSERVATIONS
 from jobs.common.rllib.heap import freeze_built_objects
+from jobs.common.rllib.inference import policy_forward
 
 
 @contextlib.contextmanager
@@ -78,21 +79,34 @@ class RoundTimers:
     summed twice: a dozen metric updates per vector step, as long as the pipelines' own work here."""
 
     def __init__(self):
-        self._seconds: dict[tuple[str, ...], list[float]] = {}
+        self._timers: dict[tuple[str, ...], _Timer] = {}
 
-    @contextlib.contextmanager
-    def time(self, *key: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            seconds = self._seconds.setdefault(key, [0.0, 0])
-            seconds[0] += time.perf_counter() - started
-            seconds[1] += 1
+    def time(self, *key: str) -> _Timer:
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = _Timer()
+        return timer
 
     def log(self, metrics) -> None:
-        for key, (total, calls) in self._seconds.items():
-            metrics.log_value(key, total / calls, reduce="ema")
+        for key, timer in self._timers.items():
+            metrics.log_value(key, timer.seconds / timer.calls, reduce="ema")
+
+
+class _Timer:
+    """A context manager adding up the seconds and calls of what runs inside it (a class, where
+    contextlib's generator-based ones cost a few microseconds a step each)."""
+
+    __slots__ = ("seconds", "calls", "_started")
+
+    def __init__(self):
+        self.seconds, self.calls, self._started = 0.0, 0, 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds += time.perf_counter() - self._started
+        self.calls += 1
 
 
 class Step:
@@ -224,10 +238,15 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
             )
 
     def _module_forward(self, explore: bool):
-        """The module's `forward_exploration` or `forward_inference`, for a round. TorchRLModule's switch the
-        module to eval mode and back on every call, a walk over all its layers (a tenth of the forward pass
-        here); this runner keeps it in eval mode for the round, so where the module has TorchRLModule's own,
-        their `_forward_*` bodies, which RLlib's docs name as the methods to override."""
+        """The module's `forward_exploration` or `forward_inference`, for a round. RLlib's default PPO module
+        over an MLP runs its policy's layers directly (inference.py), unless the env runners' modules are
+        compiled. Otherwise TorchRLModule's switch the module to eval mode and back on every call, a walk
+        over all its layers (a tenth of the forward pass here); this runner keeps it in eval mode for the
+        round, so where the module has TorchRLModule's own, their `_forward_*` bodies, which RLlib's docs
+        name as the methods to override."""
+        direct = None if self.config.torch_compile_worker else policy_forward(self.module)
+        if direct is not None:
+            return direct
         name = "forward_exploration" if explore else "forward_inference"
         method = getattr(self.module, name)
         if getattr(method, "__func__", None) is getattr(TorchRLModule, name) and not self.module.training:
