@@ -136,6 +136,28 @@ def test_batched_runner_returns_what_rllibs_runner_returns_round_after_round(env
         assert 0 < mine < 0.05 and 0 < other < 0.05, (timer, mine, other)
 
 
+def test_the_prometheus_counts_of_env_steps_and_tries_are_rllibs():
+    config = config_for("Pendulum-v1", 4)
+    counted = []
+    for runner_cls in (BatchedEnvRunner, SingleAgentEnvRunner):
+        runner, counts = runner_cls(config=config), {}
+        log_env_steps = runner._log_env_steps
+
+        def counting(metric, num_steps, counts=counts, log_env_steps=log_env_steps):
+            counts[metric.info["name"]] = counts.get(metric.info["name"], 0) + num_steps
+            log_env_steps(metric=metric, num_steps=num_steps)
+
+        runner._log_env_steps = counting
+        try:
+            for _ in range(3):
+                runner.sample(num_timesteps=300)  # Pendulum's episodes end at 200 steps: resets mid-round
+        finally:
+            runner.stop()
+        counted.append(counts)
+    ours, theirs = counted
+    assert ours == theirs and len(theirs) == 2, (ours, theirs)
+
+
 def timer_value(metrics: dict, key: tuple[str, ...]) -> float:
     for part in key:
         metrics = metrics[part]
@@ -166,6 +188,20 @@ def test_after_an_env_fails_the_batched_runner_starts_over_as_rllibs_runner_does
         assert_same_chunks(mine, other)
     # The round the env failed in still returned its 30 steps, from the envs made again.
     assert sum(chunk["len"] for chunk in ours[0]) >= 30
+
+
+@pytest.mark.parametrize("runner_cls", [BatchedEnvRunner, SingleAgentEnvRunner])
+def test_an_env_that_fails_stops_the_runner_where_it_is_not_made_again(runner_cls):
+    config = config_for(FLAKY, 3).fault_tolerance(restart_failed_sub_environments=False)
+    Flaky.steps_taken, Flaky.failures = 0, 1
+    runner = runner_cls(config=config)
+    try:
+        with pytest.raises(RuntimeError) as raised:
+            runner.sample(num_timesteps=30)
+        assert "the simulator crashed" in str(raised.value.__cause__)
+        assert runner.metrics.peek("num_env_step_failures") == 1
+    finally:
+        runner.stop()
 
 
 def test_batched_runner_stores_the_filters_output_in_its_episodes():
