@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -81,62 +81,82 @@ def stack_last_observations(episodes):
     return batch_items(observations)
 
 
-def push_rows(stat: RunningStat, rows: np.ndarray) -> None:
-    """`stat.push(row)` for each row, in one pass (merge_moments of the rows' moments)."""
-    merge_moments(stat, *row_moments(rows))
+class Pushed(NamedTuple):
+    """A batch of rows pushed into a RunningStat (push_rows): the statistics after each row, and the batch's
+    own moments."""
+
+    counts: np.ndarray  # (rows, 1): the stat's count after each row
+    means: np.ndarray  # (rows, features): its mean after each row
+    sum_sq: np.ndarray  # its sum of squared deviations from that mean, as Welford's update keeps it
+    moments: tuple[int, np.ndarray, np.ndarray]  # the batch's count, mean and squared deviations from it
 
 
-def row_moments(rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """The rows' count, mean and sum of squared deviations from it, in float64."""
-    rows = rows.astype(np.float64, copy=False)
-    rows_mean = rows.mean(axis=0) if len(rows) else np.zeros(rows.shape[1:])
-    return len(rows), rows_mean, np.square(rows - rows_mean).sum(axis=0)
+def push_rows(stat: RunningStat, rows: np.ndarray) -> Pushed | None:
+    """`stat.push(row)` for each row, in one pass: running sums of the rows' deviations from the mean before
+    them give the statistics after each row (which normalised_as_pushed needs) and the batch's own moments
+    (which the filter's buffer takes, merge_moments); the stat and its delta since the last sync move to
+    the last row's. None for no rows."""
+    x = rows.astype(np.float64, copy=False)
+    count = len(x)
+    if count == 0:
+        return None
+    seen = stat.num_pushes
+    counts = np.arange(seen + 1, seen + count + 1, dtype=np.float64)[:, None]
+    deviations = x - stat.mean_array
+    sums = np.cumsum(deviations, axis=0)
+    squares = np.cumsum(deviations * deviations, axis=0)
+    means = stat.mean_array + sums / counts
+    sum_sq = stat.sum_sq_diff_array + squares - sums * sums / counts
+    total, total_sq = sums[-1], squares[-1]
+    moments = (count, stat.mean_array + total / count, total_sq - total * total / count)
+    move_to(stat, count, means[-1], sum_sq[-1])
+    return Pushed(counts, means, sum_sq, moments)
 
 
 def merge_moments(stat: RunningStat, count: int, rows_mean: np.ndarray, rows_sq: np.ndarray) -> None:
-    """A batch's moments (row_moments) merged into the stat's (Chan, Golub and LeVeque's parallel form of
-    Welford's update), its delta since the last sync moved by as much, as pushing the rows one by one
-    would have moved it."""
+    """A batch's moments merged into the stat's (Chan, Golub and LeVeque's parallel form of Welford's
+    update), its delta since the last sync moved by as much, as pushing the rows one by one would have."""
     if count == 0:
         return
     seen = stat.num_pushes
     if seen == 0:
         mean, sum_sq = rows_mean, rows_sq
-        # RunningStat.push sets the delta's mean to the first value it sees, then moves it as the mean moves.
-        stat.mean_delta_array[...] = mean
     else:
         total = seen + count
         delta = rows_mean - stat.mean_array
         mean = stat.mean_array + delta * (count / total)
         sum_sq = stat.sum_sq_diff_array + rows_sq + np.square(delta) * (seen * count / total)
+    move_to(stat, count, mean, sum_sq)
+
+
+def move_to(stat: RunningStat, count: int, mean: np.ndarray, sum_sq: np.ndarray) -> None:
+    """The stat after `count` more pushes, at `mean` and `sum_sq`; its delta since the last sync moved by
+    as much."""
+    if stat.num_pushes == 0:
+        # RunningStat.push sets the delta's mean to the first value it sees, then moves it as the mean moves.
+        stat.mean_delta_array[...] = mean
+    else:
         stat.mean_delta_array[...] += mean - stat.mean_array
     stat.sum_sq_diff_delta_array[...] += sum_sq - stat.sum_sq_diff_array
     stat.mean_array[...] = mean
     stat.sum_sq_diff_array[...] = sum_sq
-    stat.num_pushes = seen + count
+    stat.num_pushes += count
     stat.num_pushes_delta += count
 
 
-def normalised_as_pushed(stat: RunningStat, rows: np.ndarray, demean: bool, destd: bool, clip: float | None):
-    """Each row normalised with `stat`'s mean and std after the rows up to and including it were pushed
-    (what RLlib's filter gives, pushing and normalising one observation at a time), from running sums of
-    the rows' deviations from the mean before them. `stat` is left as it is."""
-    x = rows.astype(np.float64, copy=False)
-    seen = stat.num_pushes
-    counts = np.arange(seen + 1, seen + len(x) + 1, dtype=np.float64)[:, None]
-    deviations = x - stat.mean_array
-    sums = np.cumsum(deviations, axis=0)
-    out = x
+def normalised_as_pushed(pushed: Pushed, rows: np.ndarray, demean: bool, destd: bool, clip: float | None):
+    """Each row normalised with the statistics after the rows up to and including it were pushed (what
+    RLlib's filter gives, pushing and normalising one observation at a time)."""
+    out = x = rows.astype(np.float64, copy=False)
     if demean:
-        out = x - (stat.mean_array + sums / counts)
+        out = x - pushed.means
     if destd:
-        # The sum of squared deviations from each prefix's own mean, as Welford's update keeps it.
-        sum_sq = stat.sum_sq_diff_array + np.cumsum(deviations * deviations, axis=0) - sums * sums / counts
+        counts = pushed.counts
         # As RunningStat.var and .std: 0 until two values, the variance in float32.
-        if seen:
-            var = (sum_sq / (counts - 1)).astype(np.float32)
+        if counts[0, 0] > 1:
+            var = (pushed.sum_sq / (counts - 1)).astype(np.float32)
         else:
-            var = np.where(counts > 1, sum_sq / np.maximum(counts - 1, 1), 0.0).astype(np.float32)
+            var = np.where(counts > 1, pushed.sum_sq / np.maximum(counts - 1, 1), 0.0).astype(np.float32)
         out = out / (np.sqrt(np.maximum(var, 0, out=var)) + SMALL_NUMBER)
     if clip:
         out = np.minimum(np.maximum(out, -clip), clip)  # np.clip's values without its Python dispatch
@@ -183,13 +203,11 @@ class MeanStdFilter(RLlibMeanStdFilter):
     def _normalise(self, obs_filter, observations: np.ndarray) -> np.ndarray:
         if not self._update_stats:  # frozen statistics: RLlib's own normalisation of the batch
             return obs_filter(observations, update=False)
-        normalised = normalised_as_pushed(
-            obs_filter.running_stats, observations, obs_filter.demean, obs_filter.destd, obs_filter.clip
-        )
-        moments = row_moments(observations)  # the same batch into both: the stats and the delta to sync
-        merge_moments(obs_filter.running_stats, *moments)
-        merge_moments(obs_filter.buffer, *moments)
-        return normalised
+        pushed = push_rows(obs_filter.running_stats, observations)
+        if pushed is None:
+            return observations.copy()
+        merge_moments(obs_filter.buffer, *pushed.moments)  # the same batch into the delta to sync
+        return normalised_as_pushed(pushed, observations, obs_filter.demean, obs_filter.destd, obs_filter.clip)
 
 
 class SampleActions(GetActions):

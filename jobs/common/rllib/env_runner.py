@@ -199,7 +199,7 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
                               to_env, resets))  # fmt: skip
             # An env that ended its episode on the last step was reset on this one (Gymnasium's
             # next-step autoreset): its action went nowhere and the step does not count.
-            ts += self.num_envs - int(resets.sum())
+            ts += self.num_envs - int(np.count_nonzero(resets))
             ended = np.logical_or(terminateds, truncateds)
             for env_index in np.flatnonzero(ended):
                 episode = self._write_steps(env_index, steps, starts[env_index])
