@@ -64,8 +64,8 @@ class StackObservations(ConnectorV2):
 
 
 def to_tensor(stacked, device=None):
-    """convert_to_torch_tensor(stacked, device): an array on the CPU without its tree walk (a tenth of the
-    env-to-module pipeline's time with 64 envs on HalfCheetah)."""
+    """convert_to_torch_tensor(stacked, device): an array on the CPU without its tree walk (over a third of
+    the env-to-module pipeline's time with 64 envs on HalfCheetah, in a py-spy profile of one runner)."""
     on_cpu = device is None or torch.device(device).type == "cpu"
     floats = isinstance(stacked, np.ndarray) and stacked.dtype in (np.float32, np.float64)
     if on_cpu and floats and stacked.flags.writeable:

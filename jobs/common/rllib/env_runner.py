@@ -217,9 +217,11 @@ class BatchedEnvRunner(SingleAgentEnvRunner):
 
     def _step_envs(self, actions, timers: RoundTimers):
         """RLlib's `_try_env_step`, its timer kept in the round's timers and its count of tries added once
-        per round: RLlib logs both on each step (a tenth of a millisecond each between MuJoCo steps, 3 % of
-        a round). A failed step is handled as RLlib handles it: counted, then the envs made again (the
-        caller starts over from a reset) or, where the experiment does not restart them, an error."""
+        per round: RLlib logs both on each step (together about 60 microseconds a step between MuJoCo
+        steps, 2 % of a round: 357.6 against 349.6 ms on HalfCheetah). A failed step is handled as RLlib
+        handles it (its except branch, written again here since RLlib's sits inside the method this
+        replaces): counted, then the envs made again (the caller starts over from a reset) or, where the
+        experiment does not restart them, an error."""
         try:
             with timers.time(ENV_STEP_TIMER):
                 return self.env.step(actions)
