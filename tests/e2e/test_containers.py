@@ -508,13 +508,15 @@ def test_a_node_removed_while_sweep_trials_run_on_it_loses_no_finished_iteration
     is 0: a failure that Tune counted would end a trial in ERROR."""
     cluster = docker_cluster
     name = f"docker-drain-{RUN}"
-    # 60 iterations a trial: the removal comes after the first progress line that shows both trials running
-    # (the sweep prints one every 10 s), and must find both still running. Each checkpoint comes within a
-    # second or two; what is left after the resume only has to show that the trials go on from there.
+    # 150 iterations a trial: the removal comes after the first progress line that shows both trials running
+    # with a return (the sweep prints one every 10 s), and must find both still running; 60 iterations took
+    # 10 s a trial on 2 cores, so a trial could end before its first such line. Each checkpoint comes within
+    # a second or two; what is left after the resume only has to show that the trials go on from there. No
+    # periodic checkpoint: the drain's is the one the resume starts from.
     args = ("--name", name, "--set", "num_samples=1", "--set", "scheduler={type: fifo}", "--set", "max_failures=0",
-            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=60000",
+            "--set", "search_space.model.fcnet_activation={grid_search: [relu]}", "--set", "stop.env_steps=150000",
             "--set", "stop.episode_return_mean=null", "--set", "best=null",
-            "--set", "overrides={checkpoint: {every_n_iterations: 100}}")  # fmt: skip
+            "--set", "overrides={checkpoint: {every_n_iterations: 1000}}")  # fmt: skip
     submitted = cluster.control("submit", "--no-wait", "--", "python", "-m", "jobs.sweep",
                                 "--config", "jobs/sweeps/cartpole-seed.yaml", *args)  # fmt: skip
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
