@@ -7,7 +7,8 @@ in-process Ray (no cluster, no worker groups, storage in a temporary folder):
 
   1. the learner benchmark (bench/learner_throughput.py, 5 measured updates per
      variant): a 4-core CPU learner next to a GPU learner, with bf16, with
-     torch.compile, all on the same episodes of the GPU experiment;
+     torch.compile, all on the same episodes of the GPU experiment, and where
+     each variant's update spends its time (bench/learner_phases.py);
   2. a short training run of the GPU experiment through the project's own
      entrypoint: `python -m jobs.train --config jobs/experiments/ppo-halfcheetah.yaml
      --num-gpus 1 --num-workers 12 --set stop.time_s=...`, whose progress lines
@@ -287,9 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = targets(learner.get("rows", []), training, train_s)
     print()
     if learner:
+        from bench.learner_phases import PHASE_COLUMNS, phase_rows
         from bench.learner_throughput import COLUMNS, table_rows
 
         print(table(COLUMNS, table_rows(learner["rows"])))
+        print()
+        print("Where an update's time goes (seconds, share):")
+        print(table(PHASE_COLUMNS, phase_rows(learner["rows"])))
         print()
     print(table(["check", "measured", "target", "verdict"], rows))
     total_s = time.monotonic() - started

@@ -15,6 +15,11 @@ RLlib's own `timers/learner_update_timer` is not used: it is an exponential
 moving average (coefficient 0.01, never reset), so after one slow warm-up
 update it reports mostly the warm-up.
 
+Then one more update per variant is timed phase by phase inside the learner
+(bench/learner_phases.py: episodes to batch, SGD steps, the rest of the
+learner's update, outside the learner), with CUDA syncs at the phase borders;
+being on an update of its own, it leaves the timed ones as they were.
+
 Variants: a CPU learner on --cpu-learner-cpus cores (its torch threads are read
 inside the learner and reported); where torch.cuda.is_available(): a GPU
 learner, with bf16 (learners.mixed_precision), with torch.compile
@@ -35,6 +40,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import learner_phases
 from bench.common import REPO_ROOT, write_json
 from jobs.common.errors import UserError, exits_cleanly
 from jobs.common.reports.tables import markdown, table
@@ -141,11 +147,14 @@ def measure(experiment, variant: dict, episodes: list, spaces: dict, warmup: int
             print(f"  {variant['name']}: update {index + 1} ({label}) {seconds:.3f}s", flush=True)
             if index >= warmup:
                 times.append(seconds)
+        phases = learner_phases.timed_update(group, update)
+        print(f"  {variant['name']}: one more update, its phases timed: {phases['update_s']:.3f}s", flush=True)
     finally:
         group.shutdown()
     median = statistics.median(times)
-    minibatches = max(1, config.train_batch_size_per_learner // config.minibatch_size)
-    sgd_steps = minibatches * config.num_epochs
+    # Counted, not computed: RLlib's cyclic minibatch iterator takes an extra step where the batch
+    # does not split evenly into minibatches.
+    sgd_steps = phases["sgd_step_count"]
     return {
         "variant": variant["name"],
         "device": inside["device"],
@@ -165,6 +174,7 @@ def measure(experiment, variant: dict, episodes: list, spaces: dict, warmup: int
         "update_s_median": round(median, 4),
         "ms_per_sgd_step": round(1000 * median / sgd_steps, 2),
         "samples_trained_per_s": round(samples * config.num_epochs / median),
+        "phases": phases,
     }
 
 
@@ -239,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(COLUMNS, table_rows(rows)))
     print()
     print(markdown(COLUMNS, table_rows(rows)))
+    print()
+    print("Where an update's time goes (one more update per variant, timed phase by phase; seconds, share):")
+    print(table(learner_phases.PHASE_COLUMNS, learner_phases.phase_rows(rows)))
     print()
     for row in rows:
         print(f"{row['variant']}: {row['torch_threads']} torch threads on {row['num_cpus_per_learner']} CPUs.")
