@@ -51,7 +51,7 @@ export RL_IMAGE_TAG := $(TAG)
 export DELETE_S3_DATA
 
 .DEFAULT_GOAL := help
-.PHONY: tensorboard rerun gpu-check help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency bench-throughput bench-sampling bench-halfcheetah lock images images-push images-local docker-engine docker-engine-stop kind-up
+.PHONY: tensorboard rerun gpu-check gpu-bundle help venv demo cluster-up cluster-down cluster-status train evaluate sweep jobs sweep-report test test-all test-chaos lint bench bench-ppo bench-sweeps bench-faults bench-load bench-cluster-up bench-autoscale bench-latency bench-throughput bench-sampling bench-halfcheetah lock images images-push images-local docker-engine docker-engine-stop kind-up
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -166,6 +166,9 @@ bench-halfcheetah: venv  ## time to a return of 1,500 on HalfCheetah: ours, Stab
 
 gpu-check: venv  ## on a CUDA machine: CPU vs GPU learner bench + a short GPU training run (bench/out/gpu.json)
 	$(PY) -m bench.gpu_check
+
+gpu-bundle: venv  ## pack Ray and what else the GPU check needs for a CUDA machine without Ray (.gpu-bundle/, VERIFY=1 tries it here)
+	PIP_FIND_LINKS="$(PIP_FIND_LINKS)" $(PY) -m bench.gpu_bundle$(if $(VERIFY), --verify)
 
 # pyproject.toml holds the pins (Ray's among them, once); the lock is every
 # package they pull in, resolved in a throw-away venv. torch's local "+cpu" tag is
