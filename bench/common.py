@@ -55,12 +55,16 @@ def submitting(entrypoint: list[str], env: dict[str, str], tree: Path = REPO_ROO
     )
 
 
-def write_json(out: Path, benchmark: str, when: str, rows: list[dict], **extra) -> None:
+def write_json(out: Path, benchmark: str, when: str, rows: list[dict], quiet: bool = False, **extra) -> None:
+    """The record, written beside `out` and renamed onto it: a run stopped mid-write leaves the last whole one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     record = {"benchmark": benchmark, **extra, "when": when, "machine": machine, "rows": rows}
-    out.write_text(json.dumps(record, indent=2))
-    print(f"\nwrote {os.path.relpath(out)}")
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(out)
+    if not quiet:
+        print(f"\nwrote {os.path.relpath(out)}")
 
 
 def run_tests_reporting(pytest_args: list[str], report_var: str) -> tuple[list[dict], int]:

@@ -7,7 +7,7 @@ in-process Ray (no cluster, no worker groups, storage in a temporary folder):
 
   1. the learner benchmark (bench/learner_throughput.py, 5 measured updates per
      variant): a 4-core CPU learner next to a GPU learner, with bf16, with
-     torch.compile, all on the same episodes of the GPU experiment, and where
+     torch.compile, with both, all on the same episodes of the GPU experiment, and where
      each variant's update spends its time (bench/learner_phases.py);
   2. a short training run of the GPU experiment through the project's own
      entrypoint: `python -m jobs.train --config jobs/experiments/ppo-halfcheetah.yaml
@@ -130,6 +130,21 @@ def targets(learner_rows: list[dict], training: dict, train_s: float) -> list[li
     return rows
 
 
+def learner_failures(status: int | None, learner: dict) -> list[str]:
+    """What went wrong in the learner benchmark: its exit (None: timed out), each failed variant, and
+    the variants it did not get to (its JSON is written after each variant, so a timeout keeps the rest)."""
+    failures = []
+    if status != 0:
+        failures.append(f"learner benchmark {'timed out' if status is None else f'exited {status}'}")
+    failures += [
+        f"learner variant {f['variant']}: {(f['error'].splitlines() or [''])[0]}"
+        for f in learner.get("failed_variants", [])
+    ]
+    if learner.get("variants_not_run"):
+        failures.append(f"learner variants not run: {', '.join(learner['variants_not_run'])}")
+    return failures
+
+
 def run_streaming(command: list[str], timeout_s: float, prefix: str) -> tuple[int | None, list[str]]:
     """Run a command in its own process group, echo its output, stop it (by its id) at the deadline.
     Returns (exit status, or None when it ran out of time; its output lines)."""
@@ -250,12 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     status, _ = run_streaming(bench_cmd, BENCH_TIMEOUT_S, "  bench | ")
     # Written even when a variant failed (exit 1): the others' figures are in it.
     learner = json.loads(bench_out.read_text()) if bench_out.exists() else {}
-    if status != 0:
-        failures.append(f"learner benchmark {'timed out' if status is None else f'exited {status}'}")
-    failures += [
-        f"learner variant {f['variant']}: {(f['error'].splitlines() or [''])[0]}"
-        for f in learner.get("failed_variants", [])
-    ]
+    failures += learner_failures(status, learner)
     bench_s = time.monotonic() - bench_started
 
     # 2. A short training run of the GPU experiment through jobs.train, in a local Ray.

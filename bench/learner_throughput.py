@@ -23,9 +23,10 @@ being on an update of its own, it leaves the timed ones as they were.
 Variants: a CPU learner on --cpu-learner-cpus cores (its torch threads are read
 inside the learner and reported); where torch.cuda.is_available(): a GPU
 learner, with bf16 (learners.mixed_precision), with torch.compile
-(learners.torch_compile). Prints a table (and the same as markdown) and writes
+(learners.torch_compile), with both. Prints a table (and the same as markdown) and writes
 bench/out/learner_throughput.json with the date, the device's name and the
-torch, CUDA and Ray versions.
+torch, CUDA and Ray versions, after each variant too (variants_not_run: what a
+run stopped at a deadline did not get to).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def variants(cuda: bool, cpu_learner_cpus: int) -> list[dict]:
         {"name": "gpu learner", "gpu": True, "learners": gpu},
         {"name": "gpu learner + bf16", "gpu": True, "learners": {**gpu, "mixed_precision": True}},
         {"name": "gpu learner + torch.compile", "gpu": True, "learners": {**gpu, "torch_compile": True}},
+        {
+            "name": "gpu learner + bf16 + torch.compile",
+            "gpu": True,
+            "learners": {**gpu, "mixed_precision": True, "torch_compile": True},
+        },
     ]
 
 
@@ -232,9 +238,44 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {samples:,} env steps in {len(episodes)} episode chunks, {sample_s:.1f}s", flush=True)
 
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="error")
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    to_run = variants(cuda, args.cpu_learner_cpus)
     rows, failed = [], []
+
+    def save(left: list[str], quiet: bool) -> None:
+        """The JSON so far: written after each variant, so a run stopped at a deadline keeps what it measured."""
+        write_json(
+            args.out,
+            "learner_throughput",
+            when,
+            rows,
+            quiet=quiet,
+            experiment=os.path.relpath(args.experiment, REPO_ROOT),
+            overrides=args.overrides,
+            timing="driver perf_counter around LearnerGroup.update(episodes=...), one remote learner; "
+            "min and median over the measured updates, after the warm-up ones",
+            sample_s=round(sample_s, 2),
+            cuda=cuda,
+            gpu_variants_run=cuda,
+            failed_variants=failed,
+            variants_not_run=left,
+            hardware={
+                "cpu": cpu_name(),
+                "cpus": cpus,
+                "gpu": torch.cuda.get_device_name(0) if cuda else None,
+                "gpus": torch.cuda.device_count() if cuda else 0,
+            },
+            versions={
+                "torch": torch.__version__,
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version() if cuda else None,
+                "ray": ray.__version__,
+                "python": platform.python_version(),
+            },
+        )
+
     try:
-        for variant in variants(cuda, args.cpu_learner_cpus):
+        for index, variant in enumerate(to_run):
             experiment = load(args.experiment, args.overrides, variant)
             print(f"{variant['name']}", flush=True)
             try:
@@ -242,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # one variant failing (say, torch.compile) must not lose the others
                 print(f"  {variant['name']} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
                 failed.append({"variant": variant["name"], "error": f"{type(err).__name__}: {err}"[:2000]})
+            save([later["name"] for later in to_run[index + 1 :]], quiet=True)
     finally:
         ray.shutdown()
 
@@ -259,33 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {failure['variant']} not measured: {failure['error'].splitlines()[0]}", file=sys.stderr)
     if not cuda:
         print("GPU variants not run: no CUDA device here (torch.cuda.is_available() is False).")
-    write_json(
-        args.out,
-        "learner_throughput",
-        datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        rows,
-        experiment=os.path.relpath(args.experiment, REPO_ROOT),
-        overrides=args.overrides,
-        timing="driver perf_counter around LearnerGroup.update(episodes=...), one remote learner; "
-        "min and median over the measured updates, after the warm-up ones",
-        sample_s=round(sample_s, 2),
-        cuda=cuda,
-        gpu_variants_run=cuda,
-        failed_variants=failed,
-        hardware={
-            "cpu": cpu_name(),
-            "cpus": cpus,
-            "gpu": torch.cuda.get_device_name(0) if cuda else None,
-            "gpus": torch.cuda.device_count() if cuda else 0,
-        },
-        versions={
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "ray": ray.__version__,
-            "python": platform.python_version(),
-        },
-    )
+    save([], quiet=False)
     return 1 if failed else 0
 
 

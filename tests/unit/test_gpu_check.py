@@ -79,3 +79,19 @@ def test_without_cuda_it_exits_non_zero_saying_why_and_runs_nothing(capsys, tmp_
     assert "bench.gpu_check needs a CUDA GPU" in captured.err
     assert "Nothing was run" in captured.err
     assert captured.out == "" and not out.exists()
+
+
+def test_a_learner_benchmark_stopped_at_its_deadline_keeps_its_variants_and_names_the_rest():
+    stopped = {
+        "rows": [row("cpu learner", "cpu", 86000, 7.6), row("gpu learner", "cuda:0", 500000, 1.3)],
+        "failed_variants": [{"variant": "gpu learner + torch.compile", "error": "BackendCompilerFailed: x\ny"}],
+        "variants_not_run": ["gpu learner + bf16 + torch.compile"],
+    }
+    assert gpu_check.learner_failures(None, stopped) == [
+        "learner benchmark timed out",
+        "learner variant gpu learner + torch.compile: BackendCompilerFailed: x",
+        "learner variants not run: gpu learner + bf16 + torch.compile",
+    ]
+    verdicts = gpu_check.targets(stopped["rows"], {"iterations": 0}, 150)
+    assert verdicts[0][1].startswith(f"{500000 / 86000:.1f}x (gpu learner")  # the variants measured still count
+    assert gpu_check.learner_failures(0, {"rows": [], "failed_variants": [], "variants_not_run": []}) == []

@@ -99,7 +99,10 @@ def test_the_learner_benchmark_breaks_a_real_cpu_update_into_phases(tmp_path):
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Where an update's time goes" in done.stdout
-    (row,) = json.loads(out.read_text())["rows"]
+    record = json.loads(out.read_text())
+    assert record["variants_not_run"] == [] and record["failed_variants"] == []
+    assert [path.name for path in tmp_path.iterdir()] == ["learner.json"]  # written whole, renamed onto it
+    (row,) = record["rows"]
     phases = row["phases"]
     # 2,000 samples (the runner rounds up to whole fragments) in minibatches of 500: 4 or 5 steps an epoch.
     assert 12 <= phases["sgd_step_count"] <= 15
