@@ -94,8 +94,9 @@ def uv() -> str:
 
 def install_site(folder: Path, python_version: str) -> None:
     """The bundled packages' wheels for that Python, installed into folder, then pruned."""
+    pins = locked_pins(BUNDLED)
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements:
-        requirements.write("\n".join(locked_pins(BUNDLED)) + "\n")
+        requirements.write("\n".join(pins) + "\n")
         requirements.flush()
         command = [
             uv(), "pip", "install", "--quiet", "--no-deps", "--only-binary", ":all:", "--target", str(folder),
@@ -105,7 +106,7 @@ def install_site(folder: Path, python_version: str) -> None:
         if subprocess.run(command).returncode != 0:
             raise UserError(
                 f"uv found no {PLATFORM} wheel for Python {python_version} of one of: "
-                f"{' '.join(locked_pins(BUNDLED))} (its message is above); nothing was packed"
+                f"{' '.join(pins)} (its message is above); nothing was packed"
             )
     for pruned in PRUNED:
         shutil.rmtree(folder / pruned, ignore_errors=True)

@@ -28,7 +28,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -38,6 +37,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import learner_throughput
 from bench.common import REPO_ROOT, write_json
 from jobs.common.reports.tables import table
 from jobs.common.schema.experiment import load_experiment
@@ -188,37 +188,6 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-def hardware() -> dict:
-    import torch
-
-    from bench.learner_throughput import cpu_name
-
-    info = {"cpu": cpu_name(), "cpus": os.cpu_count(), "gpus": torch.cuda.device_count(), "gpu": None}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 1024**3, 1))
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            query = [smi, "--query-gpu=driver_version", "--format=csv,noheader"]
-            info["nvidia_driver"] = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return info
-
-
-def versions() -> dict:
-    import ray
-    import torch
-
-    return {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "ray": ray.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def no_cuda_reason() -> str | None:
     import torch
 
@@ -299,9 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if learner:
         from bench.learner_phases import PHASE_COLUMNS, phase_rows
-        from bench.learner_throughput import COLUMNS, table_rows
 
-        print(table(COLUMNS, table_rows(learner["rows"])))
+        print(table(learner_throughput.COLUMNS, learner_throughput.table_rows(learner["rows"])))
         print()
         print("Where an update's time goes (seconds, share):")
         print(table(PHASE_COLUMNS, phase_rows(learner["rows"])))
@@ -316,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "gpu_check",
         when,
         [dict(zip(["check", "measured", "target", "verdict"], row, strict=True)) for row in rows],
-        hardware=hardware(),
-        versions=versions(),
+        hardware=learner_throughput.hardware(),
+        versions=learner_throughput.versions(),
         learner_throughput=learner.get("rows", []),
         training={
             "command": " ".join(train_cmd[1:]),

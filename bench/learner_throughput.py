@@ -36,7 +36,9 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,6 +75,37 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    """The CPU, the GPU (with its memory) and the NVIDIA driver this runs on."""
+    import torch
+
+    info = {"cpu": cpu_name(), "cpus": os.cpu_count(), "gpus": torch.cuda.device_count(), "gpu": None}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 1024**3, 1))
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            query = [smi, "--query-gpu=driver_version", "--format=csv,noheader"]
+            info["nvidia_driver"] = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def versions() -> dict:
+    import ray
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+        "ray": ray.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def variants(cuda: bool, cpu_learner_cpus: int) -> list[dict]:
@@ -240,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="error")
     when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     to_run = variants(cuda, args.cpu_learner_cpus)
+    machine, libraries = hardware(), versions()
     rows, failed = [], []
 
     def save(left: list[str], quiet: bool) -> None:
@@ -259,19 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             gpu_variants_run=cuda,
             failed_variants=failed,
             variants_not_run=left,
-            hardware={
-                "cpu": cpu_name(),
-                "cpus": cpus,
-                "gpu": torch.cuda.get_device_name(0) if cuda else None,
-                "gpus": torch.cuda.device_count() if cuda else 0,
-            },
-            versions={
-                "torch": torch.__version__,
-                "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version() if cuda else None,
-                "ray": ray.__version__,
-                "python": platform.python_version(),
-            },
+            hardware=machine,
+            versions=libraries,
         )
 
     try:
